@@ -1,0 +1,115 @@
+"""Cache folders that are written atomically and verified before reuse.
+
+A cache entry is a folder named by the hash of its key. It is built under a temporary
+name and renamed into place only when complete, with a ``manifest.json`` recording the
+key and every file's size and BLAKE2 digest. An entry whose manifest is missing, whose key
+differs, or whose files do not match is stale or corrupt: it is removed and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+def key_hash(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_table(folder: Path) -> dict[str, dict[str, Any]]:
+    return {
+        str(p.relative_to(folder)): {"size": p.stat().st_size, "blake2b": _digest(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def verify(folder: Path, key: dict[str, Any]) -> str | None:
+    """None when ``folder`` is a complete entry for ``key``, else why it is not."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        return "no manifest"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "unreadable manifest"
+    if manifest.get("key") != key:
+        return "manifest key differs"
+    expected = manifest.get("files", {})
+    for rel, meta in expected.items():
+        path = folder / rel
+        if not path.is_file():
+            return f"{rel} missing"
+        if path.stat().st_size != meta["size"]:
+            return f"{rel} has {path.stat().st_size} bytes, manifest says {meta['size']}"
+    actual = _file_table(folder)
+    for rel, meta in expected.items():
+        if actual[rel]["blake2b"] != meta["blake2b"]:
+            return f"{rel} content differs from manifest"
+    return None
+
+
+def lookup(root: Path, key: dict[str, Any]) -> Path | None:
+    """The verified entry for ``key`` under ``root``; a bad one is removed with a warning."""
+    folder = root / key_hash(key)
+    if not folder.exists():
+        return None
+    problem = verify(folder, key)
+    if problem is None:
+        return folder
+    log.warning("cache entry %s is stale or corrupt (%s): rebuilding", folder, problem)
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+@contextmanager
+def build(root: Path, key: dict[str, Any]) -> Iterator[Path]:
+    """Yield a temporary folder to fill; on success it becomes the entry for ``key``."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / key_hash(key)
+    tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        manifest = {"key": key, "files": _file_table(tmp)}
+        write_text_atomic(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+        replace_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``; an existing ``dst`` is swapped out first, then removed."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,193 @@
+"""Resolve a dataset config to corpus, queries and qrels, offline first.
+
+Order: an explicit ``dataset.path`` (BEIR folder or zip), then the data root
+(``<root>/beir/<beir_name>.zip`` or folder, ``<root>/topics-qrels/`` Anserini files), then
+the ir_datasets id (downloads, or files staged under ``IR_DATASETS_HOME``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DatasetUnavailable
+from harness.readers import (
+    BeirSource,
+    iter_beir_docs,
+    read_anserini_topics,
+    read_beir_qrels,
+    read_beir_queries,
+    read_trec_qrels,
+)
+from harness.types import Corpus, Doc, Qrels, Query
+
+log = logging.getLogger(__name__)
+
+DATA_ROOT_ENV = "RANKBENCH_DATA_ROOT"
+
+
+@dataclass
+class Dataset:
+    name: str
+    corpus: Corpus
+    queries: list[Query]  # judged queries only, in natural qid order
+    qrels: Qrels
+    source: str
+    unknown_qrels_queries: list[str] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash of corpus, queries and qrels: the identity of what is evaluated."""
+        payload = {
+            "corpus": self.corpus.fingerprint,
+            "queries": [(q.qid, q.text) for q in self.queries],
+            "qrels": sorted((q, d, r) for q, docs in self.qrels.items() for d, r in docs.items()),
+        }
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+class BeirCorpus:
+    """corpus.jsonl of a BEIR folder or zip, validated as it is read."""
+
+    def __init__(self, source: BeirSource):
+        self._source = source
+        self.source = source.display("corpus.jsonl")
+        self.fingerprint = "sha256:" + source.sha256("corpus.jsonl")
+
+    def __iter__(self) -> Iterator[Doc]:
+        return iter_beir_docs(self._source)
+
+    def count_hint(self) -> int | None:
+        return None
+
+
+class IrDatasetsCorpus:
+    """Documents of an ir_datasets collection; its id names fixed, versioned content."""
+
+    def __init__(self, dataset: Any, docs_id: str):
+        self._dataset = dataset
+        self.source = f"ir_datasets:{docs_id}"
+        self.fingerprint = f"ir_datasets:{docs_id}"
+
+    def __iter__(self) -> Iterator[Doc]:
+        for d in self._dataset.docs_iter():
+            yield Doc(d.doc_id, getattr(d, "title", "") or "", d.text or "")
+
+    def count_hint(self) -> int | None:
+        return self._dataset.docs_count()
+
+
+def natural_key(qid: str) -> tuple[int, int, str]:
+    """Numeric ids sort as numbers ("2" < "10"), others as strings after them."""
+    return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
+
+
+def load_dataset(cfg: Mapping[str, Any], data_root: str | None) -> Dataset:
+    """Resolve ``cfg`` (a conf/dataset entry) to a Dataset, or say where it looked."""
+    name = cfg["name"]
+    looked: list[str] = []
+    if cfg.get("path"):
+        path = Path(cfg["path"]).expanduser()
+        if not path.exists():
+            raise DatasetUnavailable(f"dataset.path={path} does not exist (dataset {name!r})")
+        return _from_beir(name, BeirSource(path), cfg["split"])
+    corpus: Corpus | None = None
+    topics: tuple[dict[str, Query], Qrels] | None = None
+    if data_root:
+        root = Path(data_root).expanduser()
+        beir = _find_beir(root, cfg.get("beir_name"), looked)
+        if beir is not None:
+            return _from_beir(name, beir, cfg["split"])
+        topics = _find_anserini(root, cfg, looked)
+    corpus, irds_topics = _from_ir_datasets(cfg, looked, need_topics=topics is None)
+    queries, qrels = topics or irds_topics
+    return _assemble(name, corpus, queries, qrels, corpus.source)
+
+
+def _find_beir(root: Path, beir_name: str | None, looked: list[str]) -> BeirSource | None:
+    if not beir_name:
+        return None
+    for candidate in (root / "beir" / f"{beir_name}.zip", root / "beir" / beir_name):
+        looked.append(str(candidate))
+        if candidate.exists():
+            return BeirSource(candidate)
+    return None
+
+
+def _find_anserini(root: Path, cfg: Mapping[str, Any], looked: list[str]) -> tuple[dict[str, Query], Qrels] | None:
+    if not cfg.get("topics") or not cfg.get("qrels"):
+        return None
+    topics, qrels = root / "topics-qrels" / cfg["topics"], root / "topics-qrels" / cfg["qrels"]
+    looked.extend([str(topics), str(qrels)])
+    if topics.is_file() and qrels.is_file():
+        return read_anserini_topics(topics), read_trec_qrels(qrels)
+    return None
+
+
+def _from_beir(name: str, source: BeirSource, split: str) -> Dataset:
+    return _assemble(
+        name,
+        BeirCorpus(source),
+        read_beir_queries(source),
+        read_beir_qrels(source, split),
+        str(source.path),
+    )
+
+
+def _from_ir_datasets(
+    cfg: Mapping[str, Any], looked: list[str], need_topics: bool
+) -> tuple[Corpus, tuple[dict[str, Query], Qrels]]:
+    """Corpus (and topics/qrels when no local files had them) through ir_datasets."""
+    dataset_id = cfg.get("ir_datasets_id")
+    if not dataset_id:
+        raise _unavailable(cfg, looked, None)
+    looked.append(
+        f"ir_datasets {dataset_id!r} (IR_DATASETS_HOME={os.environ.get('IR_DATASETS_HOME', '~/.ir_datasets')})"
+    )
+    try:
+        import ir_datasets
+
+        dataset = ir_datasets.load(dataset_id)
+        next(iter(dataset.docs_iter()))  # fail here, not mid-indexing, when docs are unreachable
+        corpus = IrDatasetsCorpus(dataset, ir_datasets.docs_parent_id(dataset_id))
+        if not need_topics:
+            return corpus, ({}, {})
+        queries = {q.query_id: Query(q.query_id, q.text) for q in dataset.queries_iter()}
+        qrels: Qrels = {}
+        for r in dataset.qrels_iter():
+            qrels.setdefault(r.query_id, {})[r.doc_id] = int(r.relevance)
+        return corpus, (queries, qrels)
+    except Exception as e:  # network, missing staged file, unknown id: all the same to the user
+        raise _unavailable(cfg, looked, e) from e
+
+
+def _unavailable(cfg: Mapping[str, Any], looked: list[str], cause: Exception | None) -> DatasetUnavailable:
+    where = "\n".join(f"  - {w}" for w in looked) or "  (nothing: no path, data root or ir_datasets id set)"
+    reason = f"\nlast error: {type(cause).__name__}: {str(cause)[:300]}" if cause else ""
+    return DatasetUnavailable(
+        f"dataset {cfg['name']!r} could not be resolved. Looked in:\n{where}{reason}\n"
+        "To provide it: set dataset.path=<BEIR folder or zip>; or data_root=<dir> "
+        f"(env {DATA_ROOT_ENV}) holding beir/<name>.zip and topics-qrels/; or allow network access "
+        "for ir_datasets, or stage its source files under IR_DATASETS_HOME."
+    )
+
+
+def _assemble(name: str, corpus: Corpus, queries: dict[str, Query], qrels: Qrels, source: str) -> Dataset:
+    """Keep judged queries only; warn about (and count) qrels for queries that do not exist."""
+    unknown = sorted(set(qrels) - set(queries), key=natural_key)
+    if unknown:
+        log.warning(
+            "%s: qrels name %d queries missing from the topics (ignored): %s",
+            name,
+            len(unknown),
+            ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""),
+        )
+    judged = sorted((q for q in queries.values() if q.qid in qrels), key=lambda q: natural_key(q.qid))
+    kept_qrels = {q.qid: qrels[q.qid] for q in judged}
+    return Dataset(name, corpus, judged, kept_qrels, source, unknown)
