@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,9 +84,9 @@ class IrDatasetsCorpus:
         return self._dataset.docs_count()
 
 
-def natural_key(qid: str) -> tuple[int, int, str]:
-    """Numeric ids sort as numbers ("2" < "10"), others as strings after them."""
-    return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
+def natural_key(qid: str) -> list[tuple[int, int, str]]:
+    """Digit runs compare as numbers, so "q2" < "q10" and "2" < "10"."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", qid) if part]
 
 
 def load_dataset(cfg: Mapping[str, Any], data_root: str | None) -> Dataset:

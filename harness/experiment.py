@@ -113,6 +113,8 @@ def run_experiment(cfg: DictConfig) -> Outcome:
     java.configure(heap=cfg.java.heap)
     dataset = load_dataset(cfg.dataset, cfg.data_root)
     queries = select_queries(dataset.queries, cfg.max_queries)
+    if empty := [q.qid for q in queries if not q.text.strip()]:
+        log.warning("%d queries have empty text and will retrieve nothing: %s", len(empty), ", ".join(empty[:10]))
     qrels = {q.qid: dataset.qrels[q.qid] for q in queries}
     digest = config_hash(cfg, dataset)
     run_dir = Path(cfg.runs_dir) / cfg.dataset.name / system_name(cfg) / digest

@@ -120,11 +120,16 @@ class BM25:
 
     def _search(self, queries: list[Query], tmp: Path) -> Run:
         topics, output = tmp / "topics.tsv", tmp / "run.trec"
-        with open(topics, "w", encoding="utf-8") as f:
-            for q in queries:
-                if _WHITESPACE.search(q.qid):
-                    raise DataError(f"query id {q.qid!r} contains whitespace; TREC run files cannot hold it")
-                f.write(f"{q.qid}\t{_WHITESPACE.sub(' ', q.text).strip()}\n")
+        lines = []
+        for q in queries:
+            if _WHITESPACE.search(q.qid):
+                raise DataError(f"query id {q.qid!r} contains whitespace; TREC run files cannot hold it")
+            text = _WHITESPACE.sub(" ", q.text).strip()
+            if text:  # an empty query matches nothing, and Anserini's topic reader rejects it
+                lines.append(f"{q.qid}\t{text}\n")
+        if not lines:
+            return {}
+        topics.write_text("".join(lines), encoding="utf-8")
         args = ["-index", str(self.index_dir), "-topics", str(topics), "-topicReader", "TsvString"]
         args += ["-output", str(output), "-hits", str(self.hits), "-threads", str(self.threads)]
         args += ["-bm25", "-bm25.k1", str(self.k1), "-bm25.b", str(self.b), "-quiet"]

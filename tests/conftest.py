@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny inline BEIR datasets and composed configs pointing at tmp folders."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("RANKBENCH_DATA_ROOT") or PROJECT.parent / "shared" / "data")
+
+TINY_DOCS = [
+    {"_id": "d1", "title": "Goldfish", "text": "Goldfish grow as large as their tank allows."},
+    {"_id": "d2", "title": "Wifi", "text": "Wifi and bluetooth are wireless radio standards."},
+    {"_id": "d3", "title": "Cats", "text": "Cats sleep for most of the day."},
+    {"_id": "q2", "title": "Bluetooth", "text": "Bluetooth pairs a phone with wireless headphones."},
+]
+TINY_QUERIES = [
+    {"_id": "q1", "text": "do goldfish grow"},
+    {"_id": "q2", "text": "bluetooth wireless"},
+    {"_id": "q3", "text": "how long do cats sleep"},
+]
+TINY_QRELS = [("q1", "d1", 1), ("q2", "d2", 1), ("q3", "d3", 2)]
+
+
+def write_beir(folder: Path, docs=TINY_DOCS, queries=TINY_QUERIES, qrels=TINY_QRELS, corpus_lines=None) -> Path:
+    """A BEIR-format folder; ``corpus_lines`` replaces the corpus with raw text lines."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    lines = corpus_lines if corpus_lines is not None else [json.dumps(d) for d in docs]
+    (folder / "corpus.jsonl").write_text("".join(line + "\n" for line in lines))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{r}" for q, d, r in qrels]
+    (folder / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture
+def tiny_beir(tmp_path: Path) -> Path:
+    return write_beir(tmp_path / "tiny")
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose conf/ with runs and cache under tmp_path, plus any overrides."""
+
+    def _make(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
+            return compose(
+                "config",
+                overrides=[f"runs_dir={tmp_path / 'runs'}", f"data_root={SHARED_DATA}", *overrides],
+            )
+
+    return _make

@@ -1,0 +1,70 @@
+"""Cache entries appear whole or not at all, and a damaged entry is never trusted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import cache
+
+KEY = {"kind": "test", "corpus": "abc"}
+
+
+def fill(folder: Path) -> None:
+    (folder / "data.bin").write_bytes(b"0123456789" * 100)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "meta.txt").write_text("hello")
+
+
+def built(root: Path) -> Path:
+    with cache.build(root, KEY) as tmp:
+        fill(tmp)
+    entry = cache.lookup(root, KEY)
+    assert entry is not None
+    return entry
+
+
+def test_build_then_lookup(tmp_path: Path):
+    entry = built(tmp_path)
+    assert (entry / "sub" / "meta.txt").read_text() == "hello"
+    manifest = json.loads((entry / cache.MANIFEST).read_text())
+    assert manifest["key"] == KEY and set(manifest["files"]) == {"data.bin", "sub/meta.txt"}
+    assert [p.name for p in tmp_path.iterdir()] == [entry.name]  # no temp folders left
+
+
+def test_failed_build_leaves_nothing(tmp_path: Path):
+    with pytest.raises(RuntimeError), cache.build(tmp_path, KEY) as tmp:
+        fill(tmp)
+        raise RuntimeError("indexer crashed")
+    assert list(tmp_path.iterdir()) == []
+    assert cache.lookup(tmp_path, KEY) is None
+
+
+def test_truncated_file_is_detected_and_removed(tmp_path: Path, caplog):
+    entry = built(tmp_path)
+    with open(entry / "data.bin", "r+b") as f:
+        f.truncate(10)
+    assert cache.lookup(tmp_path, KEY) is None
+    assert "data.bin has 10 bytes, manifest says 1000" in caplog.text
+    assert not entry.exists()
+
+
+def test_same_size_corruption_is_detected(tmp_path: Path):
+    entry = built(tmp_path)
+    (entry / "data.bin").write_bytes(b"X" * 1000)
+    assert cache.verify(entry, KEY) == "data.bin content differs from manifest"
+
+
+def test_missing_file_and_missing_manifest(tmp_path: Path):
+    entry = built(tmp_path)
+    (entry / "sub" / "meta.txt").unlink()
+    assert cache.verify(entry, KEY) == "sub/meta.txt missing"
+    (entry / cache.MANIFEST).unlink()
+    assert cache.verify(entry, KEY) == "no manifest"
+
+
+def test_other_key_is_stale(tmp_path: Path):
+    entry = built(tmp_path)
+    assert cache.verify(entry, {**KEY, "corpus": "changed"}) == "manifest key differs"

@@ -1,0 +1,77 @@
+"""evaluate.py as users run it: config errors, unreachable data, and SciFact's reference scores."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT, SHARED_DATA
+
+
+def evaluate(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA), "IR_DATASETS_HOME": str(tmp_path / "irds")}
+    return subprocess.run(
+        [sys.executable, "evaluate.py", f"runs_dir={tmp_path / 'runs'}", *overrides],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "group", "choice"),
+    [("retriever=bm26", "retriever", "bm25_multifield"), ("dataset=scifakt", "dataset", "nfcorpus")],
+)
+def test_unknown_component_lists_the_choices(tmp_path: Path, override: str, group: str, choice: str):
+    result = evaluate(tmp_path, override)
+    assert result.returncode != 0
+    assert f"Could not find '{group}/{override.split('=')[1]}'" in result.stderr
+    assert f"Available options in '{group}'" in result.stderr and choice in result.stderr
+
+
+def test_unreachable_dataset_is_one_clear_message(tmp_path: Path):
+    result = evaluate(tmp_path, "dataset=nfcorpus")
+    assert result.returncode == 2
+    assert "dataset 'nfcorpus' could not be resolved" in result.stderr
+    assert "Traceback" not in result.stderr and "To provide it" in result.stderr
+    assert not (tmp_path / "runs" / "leaderboard.csv").exists()
+
+
+def test_bad_measure_is_named(tmp_path: Path):
+    result = evaluate(tmp_path, "measures=[nDCG@10,Bogus@3]")
+    assert result.returncode == 2 and "measures[1]='Bogus@3'" in result.stderr
+
+
+def rows(tmp_path: Path) -> list[dict[str, str]]:
+    with open(tmp_path / "runs" / "leaderboard.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_scifact_bm25_matches_pyserini_reference(tmp_path: Path):
+    """Pyserini BEIR 2CR: flat nDCG@10 0.6789, R@100 0.9253; multifield nDCG@10 0.6647."""
+    flat = evaluate(tmp_path)  # no arguments: BM25 flat on SciFact
+    assert flat.returncode == 0, flat.stderr[-3000:]
+    multi = evaluate(tmp_path, "retriever=bm25_multifield")
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    again = evaluate(tmp_path, "overwrite=true")
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    first, multifield, second = rows(tmp_path)
+    assert first["num_queries"] == "300" and first["dataset"] == "scifact"
+    assert float(first["nDCG@10"]) == pytest.approx(0.6789, abs=0.003)
+    assert float(first["R@100"]) == pytest.approx(0.9253, abs=0.005)
+    assert float(multifield["nDCG@10"]) == pytest.approx(0.6647, abs=0.003)
+    assert second["config_hash"] == first["config_hash"]
+    assert float(second["index_s"]) < 0.5 and float(first["index_s"]) > float(second["index_s"])
+    metrics = json.loads((Path(first["run_path"]) / "metrics.json").read_text())
+    assert metrics["measures"]["nDCG@10"] == pytest.approx(float(first["nDCG@10"]), abs=1e-4)
+    assert "nDCG@10" in flat.stdout and "seconds:" in flat.stdout  # the summary table

@@ -1,0 +1,96 @@
+"""A whole evaluation on tiny data: outputs, skip/overwrite, max_queries, failure safety."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import DataError
+from harness.experiment import run_experiment
+from tests.conftest import TINY_DOCS, write_beir
+
+
+def leaderboard_rows(runs: Path) -> list[dict[str, str]]:
+    with open(runs / "leaderboard.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_writes_outputs_and_a_leaderboard_row(make_cfg, tiny_beir: Path, tmp_path: Path):
+    outcome = run_experiment(make_cfg(f"dataset.path={tiny_beir}", "measures=[nDCG@10,R@100]"))
+    files = sorted(p.name for p in outcome.run_dir.iterdir())
+    assert files == ["config.yaml", "metrics.json", "perquery.csv", "run.trec"]
+    assert outcome.run_dir.parent.parent.name == "scifact" and outcome.run_dir.parent.name == "bm25"
+    metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
+    assert set(metrics["measures"]) == {"nDCG@10", "R@100"}
+    assert metrics["measures"]["R@100"] == 1.0  # every relevant doc is retrieved on this tiny corpus
+    with open(outcome.run_dir / "perquery.csv") as f:
+        assert [r["qid"] for r in csv.DictReader(f)] == ["q1", "q2", "q3"]
+    trec = (outcome.run_dir / "run.trec").read_text().splitlines()
+    assert trec[0].split()[:4] == ["q1", "Q0", "d1", "1"]
+    assert not any(line.split()[2] == "q2" and line.startswith("q2 ") for line in trec)  # BEIR remove_query
+    assert yaml.safe_load((outcome.run_dir / "config.yaml").read_text())["retriever"]["k1"] == 0.9
+    [row] = leaderboard_rows(tmp_path / "runs")
+    assert row["system"] == "bm25" and row["dataset"] == "scifact" and row["num_queries"] == "3"
+    assert row["config_hash"] == outcome.run_dir.name and float(row["peak_rss_mb"]) > 0
+    assert float(row["nDCG@10"]) == pytest.approx(metrics["measures"]["nDCG@10"], abs=1e-4)
+
+
+def test_existing_run_is_kept_unless_overwrite(make_cfg, tiny_beir: Path, tmp_path: Path):
+    first = run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
+    again = run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
+    assert again.row is None and again.run_dir == first.run_dir
+    redone = run_experiment(make_cfg(f"dataset.path={tiny_beir}", "overwrite=true"))
+    assert redone.row is not None and redone.run_dir == first.run_dir
+    assert float(redone.row["index_s"]) < 0.5 * float(first.row["index_s"])  # the index was reused
+    assert len(leaderboard_rows(tmp_path / "runs")) == 2
+
+
+def test_max_queries_takes_the_first_in_qid_order(make_cfg, tiny_beir: Path, tmp_path: Path):
+    full = run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
+    part = run_experiment(make_cfg(f"dataset.path={tiny_beir}", "max_queries=2"))
+    assert part.run_dir != full.run_dir  # part of the config hash
+    assert {line.split()[0] for line in (part.run_dir / "run.trec").read_text().splitlines()} == {"q1", "q2"}
+    rows = leaderboard_rows(tmp_path / "runs")
+    assert [(r["max_queries"], r["num_queries"]) for r in rows] == [("", "3"), ("2", "2")]
+
+
+def test_changed_data_changes_the_hash(make_cfg, tmp_path: Path):
+    a = run_experiment(make_cfg(f"dataset.path={write_beir(tmp_path / 'a')}"))
+    b = run_experiment(make_cfg(f"dataset.path={write_beir(tmp_path / 'b', docs=TINY_DOCS[:3])}"))
+    assert a.run_dir != b.run_dir
+
+
+def test_failed_overwrite_loses_nothing(make_cfg, tiny_beir: Path, tmp_path: Path):
+    good = run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
+    before = {p: p.read_bytes() for p in good.run_dir.iterdir()}
+    board = (tmp_path / "runs" / "leaderboard.csv").read_bytes()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # the index cannot be built here: the same run fails midway
+    with pytest.raises(OSError):
+        run_experiment(make_cfg(f"dataset.path={tiny_beir}", "overwrite=true", f"cache_dir={blocker}"))
+    assert {p: p.read_bytes() for p in good.run_dir.iterdir()} == before
+    assert (tmp_path / "runs" / "leaderboard.csv").read_bytes() == board
+    assert [p for p in (tmp_path / "runs").rglob("*") if ".tmp-" in p.name] == []
+
+
+def test_bad_corpus_fails_before_any_output(make_cfg, tmp_path: Path):
+    broken = write_beir(tmp_path / "broken", corpus_lines=[json.dumps(TINY_DOCS[0]), "{not json"])
+    with pytest.raises(DataError, match=r"broken/corpus\.jsonl line 2"):
+        run_experiment(make_cfg(f"dataset.path={broken}"))
+    assert not (tmp_path / "runs" / "scifact").exists()
+    assert not (tmp_path / "runs" / "leaderboard.csv").exists()
+
+
+def test_every_dataset_config_composes(make_cfg):
+    for name in ["scifact", "nfcorpus", "fiqa", "arguana", "scidocs", "trec-covid", "dl19", "dl20", "dev-small"]:
+        cfg = make_cfg(f"dataset={name}")
+        assert cfg.dataset.name == name and cfg.dataset.ir_datasets_id
+        assert len(cfg.measures) >= 3
+    assert make_cfg("dataset=arguana").dataset.topics == "topics.beir-v1.0.0-arguana.test.tsv.gz"
+    assert make_cfg("dataset=dl19").retriever.remove_query is False
+    assert make_cfg("dataset=fiqa").retriever.remove_query is True
+    assert "AP(rel=2)" in make_cfg("dataset=dl20").measures
