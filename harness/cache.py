@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+_TEMP_PID = re.compile(r"\.tmp-(\d+)-")
 
 
 def key_hash(key: dict[str, Any]) -> str:
@@ -86,8 +88,9 @@ def lookup(root: Path, key: dict[str, Any]) -> Path | None:
 def build(root: Path, key: dict[str, Any]) -> Iterator[Path]:
     """Yield a temporary folder to fill; on success it becomes the entry for ``key``."""
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(root)
     final = root / key_hash(key)
-    tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_path(final)
     tmp.mkdir()
     try:
         yield tmp
@@ -98,10 +101,36 @@ def build(root: Path, key: dict[str, Any]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def temp_path(final: Path) -> Path:
+    """A hidden sibling of ``final`` that names this process, so stale ones can be told apart."""
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete temp folders/files left in ``folder`` by processes that died (e.g. kill -9)."""
+    for path in folder.glob(".*.tmp-*"):
+        match = _TEMP_PID.search(path.name)
+        if match and not _alive(int(match.group(1))):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst``; an existing ``dst`` is swapped out first, then removed."""
     if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        old = dst.with_name(f".{dst.name}.tmp-{os.getpid()}-old")
         os.replace(dst, old)
         os.replace(src, dst)
         shutil.rmtree(old, ignore_errors=True)
@@ -110,6 +139,6 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = temp_path(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

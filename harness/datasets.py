@@ -67,6 +67,9 @@ class BeirCorpus:
     def count_hint(self) -> int | None:
         return None
 
+    def get_many(self, docids: set[str]) -> dict[str, Doc]:
+        return {d.docid: d for d in self if d.docid in docids}
+
 
 class IrDatasetsCorpus:
     """Documents of an ir_datasets collection; its id names fixed, versioned content."""
@@ -82,6 +85,10 @@ class IrDatasetsCorpus:
 
     def count_hint(self) -> int | None:
         return self._dataset.docs_count()
+
+    def get_many(self, docids: set[str]) -> dict[str, Doc]:
+        found = self._dataset.docs_store().get_many(docids)
+        return {i: Doc(i, getattr(d, "title", "") or "", d.text or "") for i, d in found.items()}
 
 
 def natural_key(qid: str) -> list[tuple[int, int, str]]:

@@ -1,19 +1,18 @@
 """One evaluation: dataset -> retriever -> optional reranker -> measures -> run folder + row.
 
-Outputs go to ``runs/<dataset>/<system>/<config-hash>/`` and are written under a temporary
-name, renamed into place only when complete, so a failed run never leaves half a folder and
-never touches an earlier result.
+Outputs go to ``runs/<dataset>/<system>/<config-hash>/``, written under a temporary name and
+renamed into place only when complete, so a failed or killed run never leaves half a folder
+and never touches an earlier result. A run is complete when its folder exists and the
+leaderboard has its row; complete runs are skipped unless ``overwrite=true``, which is what
+makes an interrupted sweep resumable.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import resource
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,48 +26,49 @@ from harness import cache, java, leaderboard
 from harness.datasets import Dataset, load_dataset
 from harness.errors import ConfigError
 from harness.metrics import evaluate, parse_measures
-from harness.runfile import write_trec_run
-from harness.types import Query
+from harness.provenance import git_commit
+from harness.rerank import rerank_pointwise
+from harness.rundir import write_run_dir
+from harness.runfile import read_trec_run, write_trec_run
+from harness.score_cache import ScoreCache
+from harness.types import Query, Run
 
 log = logging.getLogger(__name__)
 
-# Keys that change how fast a run goes, not what it computes: left out of the config hash.
-RUNTIME_KEYS = {
-    "threads",
-    "batch_size",
-    "device",
-    "path",
-    "overwrite",
-    "data_root",
-    "runs_dir",
-    "cache_dir",
-    "java",
-}
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Keys that change how fast a run goes, not what it computes: left out of every hash.
+RUNTIME_KEYS = {"threads", "batch_size", "device", "path", "overwrite", "data_root", "runs_dir", "cache_dir", "java"}
 
 
 @dataclass
 class Outcome:
     run_dir: Path
     metrics: dict[str, float]
-    row: dict[str, Any] | None  # None when an existing run was kept
+    row: dict[str, Any] | None  # None when a complete earlier run was kept
 
 
-def _strip_runtime(node: Any) -> Any:
+@dataclass
+class StageResult:
+    run: Run
+    seconds: float
+    index_seconds: float = 0.0
+
+
+def strip_runtime(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _strip_runtime(v) for k, v in node.items() if k not in RUNTIME_KEYS}
+        return {k: strip_runtime(v) for k, v in node.items() if k not in RUNTIME_KEYS}
     if isinstance(node, list):
-        return [_strip_runtime(v) for v in node]
+        return [strip_runtime(v) for v in node]
     return node
+
+
+def _resolved(cfg: DictConfig, key: str) -> Any:
+    value = cfg.get(key)
+    return strip_runtime(OmegaConf.to_container(value, resolve=True)) if OmegaConf.is_config(value) else value
 
 
 def config_hash(cfg: DictConfig, dataset: Dataset) -> str:
     """Identity of a run: every result-affecting setting plus the data it was run on."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(resolved, dict)
-    payload = _strip_runtime(
-        {k: resolved.get(k) for k in ("dataset", "retriever", "reranker", "measures", "max_queries")}
-    )
+    payload = {k: _resolved(cfg, k) for k in ("dataset", "retriever", "reranker", "measures", "max_queries")}
     payload["data"] = dataset.fingerprint
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -87,24 +87,62 @@ def select_queries(queries: list[Query], max_queries: int | None) -> list[Query]
     return queries[:max_queries]
 
 
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha.stdout.strip()[:12] + ("-dirty" if dirty.stdout.strip() else "")
+def _queries_digest(queries: list[Query]) -> str:
+    return hashlib.sha256(json.dumps([(q.qid, q.text) for q in queries]).encode()).hexdigest()[:16]
+
+
+def first_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query]) -> StageResult:
+    """The retriever's run, from the stage cache when this exact first stage ran before."""
+    key = {
+        "kind": "first-stage-run",
+        "retriever": _resolved(cfg, "retriever"),
+        "corpus": dataset.corpus.fingerprint,
+        "queries": _queries_digest(queries),
+    }
+    root = Path(cfg.cache_dir) / "first-stage"
+    started = time.perf_counter()
+    entry = cache.lookup(root, key)
+    if entry is not None:
+        log.info("first stage %s from cache %s", cfg.retriever.name, entry)
+        return StageResult(read_trec_run(entry / "run.trec"), time.perf_counter() - started)
+    retriever = instantiate(cfg.retriever)
+    retriever.index(dataset.corpus, Path(cfg.cache_dir))
+    indexed = time.perf_counter()
+    run = retriever.retrieve(queries)
+    done = time.perf_counter()
+    with cache.build(root, key) as tmp:
+        write_trec_run(run, tmp / "run.trec", tag=cfg.retriever.name)
+    return StageResult(run, done - indexed, indexed - started)
+
+
+def second_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query], run: Run) -> StageResult:
+    """Rerank with the configured reranker; pointwise scorers share the score cache."""
+    started = time.perf_counter()
+    if not cfg.reranker.get("_target_"):
+        return StageResult(run, 0.0)
+    reranker = instantiate(cfg.reranker)
+    if hasattr(reranker, "score"):
+        key = {"reranker": {k: v for k, v in _resolved(cfg, "reranker").items() if k != "depth"}}
+        scores = ScoreCache(Path(cfg.cache_dir) / "scores", {**key, "corpus": dataset.corpus.fingerprint})
+        try:
+            run = rerank_pointwise(reranker, queries, run, dataset.corpus, cfg.reranker.depth, scores)
+        finally:
+            scores.close()
+    else:
+        run = reranker.rerank(queries, run, dataset.corpus)
+    return StageResult(run, time.perf_counter() - started)
+
+
+def _kept(run_dir: Path, board: Path, digest: str) -> Outcome | None:
+    """The earlier complete run for this hash, restoring its row if a kill lost it."""
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    if not any(r.get("config_hash") == digest for r in leaderboard.read_rows(board)):
+        leaderboard.append(board, metrics["row"])
+        log.info("restored the leaderboard row of %s", run_dir)
+    return Outcome(run_dir, metrics["measures"], None)
 
 
 def run_experiment(cfg: DictConfig) -> Outcome:
@@ -115,31 +153,24 @@ def run_experiment(cfg: DictConfig) -> Outcome:
     queries = select_queries(dataset.queries, cfg.max_queries)
     if empty := [q.qid for q in queries if not q.text.strip()]:
         log.warning("%d queries have empty text and will retrieve nothing: %s", len(empty), ", ".join(empty[:10]))
-    qrels = {q.qid: dataset.qrels[q.qid] for q in queries}
     digest = config_hash(cfg, dataset)
     run_dir = Path(cfg.runs_dir) / cfg.dataset.name / system_name(cfg) / digest
-    if (run_dir / "metrics.json").is_file() and not cfg.overwrite:
-        log.info("run %s exists; keeping it (overwrite=true recomputes)", run_dir)
-        return Outcome(run_dir, json.loads((run_dir / "metrics.json").read_text())["measures"], None)
+    board = Path(cfg.runs_dir) / "leaderboard.csv"
+    if not cfg.overwrite and (kept := _kept(run_dir, board, digest)):
+        log.info(
+            "skipping %s %s: complete run %s exists (overwrite=true recomputes)", system_name(cfg), digest, run_dir
+        )
+        return kept
 
-    retriever = instantiate(cfg.retriever)
-    t0 = time.perf_counter()
-    retriever.index(dataset.corpus, Path(cfg.cache_dir))
-    t1 = time.perf_counter()
-    run = retriever.retrieve(queries)
-    t2 = time.perf_counter()
-    if cfg.reranker.get("_target_"):
-        run = instantiate(cfg.reranker).rerank(queries, run, dataset.corpus)
-    t3 = time.perf_counter()
-    aggregate, per_query = evaluate(run, qrels, measures)
-
+    first = first_stage(cfg, dataset, queries)
+    second = second_stage(cfg, dataset, queries, first.run)
+    aggregate, per_query = evaluate(second.run, {q.qid: dataset.qrels[q.qid] for q in queries}, measures)
     timings = {
-        "index_s": t1 - t0,
-        "retrieve_s": t2 - t1,
-        "rerank_s": t3 - t2,
+        "index_s": first.index_seconds,
+        "retrieve_s": first.seconds,
+        "rerank_s": second.seconds,
         "total_s": time.perf_counter() - started,
     }
-    _write_run_dir(run_dir, cfg, dataset, run, aggregate, per_query, timings, digest)
     row = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": cfg.dataset.name,
@@ -155,42 +186,14 @@ def run_experiment(cfg: DictConfig) -> Outcome:
         "peak_rss_mb": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
         "run_path": str(run_dir),
     }
-    leaderboard.append(Path(cfg.runs_dir) / "leaderboard.csv", row)
+    metrics = {
+        "measures": aggregate,
+        "num_queries": len(per_query),
+        "qrels_unknown_queries": len(dataset.unknown_qrels_queries),
+        "dataset_fingerprint": dataset.fingerprint,
+        "dataset_source": dataset.source,
+        "row": row,
+    }
+    write_run_dir(run_dir, second.run, metrics, per_query, OmegaConf.to_yaml(cfg, resolve=True), system_name(cfg))
+    leaderboard.append(board, row)
     return Outcome(run_dir, aggregate, row)
-
-
-def _write_run_dir(
-    run_dir: Path,
-    cfg: DictConfig,
-    dataset: Dataset,
-    run: dict[str, list[tuple[str, float]]],
-    aggregate: dict[str, float],
-    per_query: dict[str, dict[str, float]],
-    timings: dict[str, float],
-    digest: str,
-) -> None:
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir.with_name(f".{run_dir.name}.tmp-{time.time_ns()}")
-    tmp.mkdir()
-    try:
-        write_trec_run(run, tmp / "run.trec", tag=system_name(cfg))
-        metrics = {
-            "measures": aggregate,
-            "num_queries": len(per_query),
-            "qrels_unknown_queries": len(dataset.unknown_qrels_queries),
-            "dataset_fingerprint": dataset.fingerprint,
-            "dataset_source": dataset.source,
-            "config_hash": digest,
-            "timings_s": timings,
-        }
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        with open(tmp / "perquery.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["qid", *aggregate])
-            for qid, values in per_query.items():
-                writer.writerow([qid, *(f"{values[m]:.6f}" for m in aggregate)])
-        (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        cache.replace_dir(tmp, run_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

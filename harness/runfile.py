@@ -29,8 +29,8 @@ def read_trec_run(path: Path) -> Run:
 
 
 def write_trec_run(run: Run, path: Path, tag: str) -> None:
-    """Write ``run`` ranked as given (callers keep each list sorted by descending score)."""
+    """Write ``run`` ranked as given, scores exactly (repr round-trips), so a cached run scores the same."""
     with open(path, "w", encoding="utf-8") as f:
         for qid, hits in run.items():
             for rank, (docid, score) in enumerate(hits, start=1):
-                f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+                f.write(f"{qid} Q0 {docid} {rank} {score!r} {tag}\n")

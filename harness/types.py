@@ -38,3 +38,7 @@ class Corpus(Protocol):
     def count_hint(self) -> int | None:
         """Number of documents if known without reading them all (for progress bars)."""
         ...
+
+    def get_many(self, docids: set[str]) -> dict[str, Doc]:
+        """The documents with these ids (those that exist)."""
+        ...

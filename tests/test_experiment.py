@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from harness.errors import DataError
 from harness.experiment import run_experiment
 from tests.conftest import TINY_DOCS, write_beir
+from tests.fakes import ScriptedLengthScorer
 
 
 def leaderboard_rows(runs: Path) -> list[dict[str, str]]:
@@ -94,3 +96,24 @@ def test_every_dataset_config_composes(make_cfg):
     assert make_cfg("dataset=dl19").retriever.remove_query is False
     assert make_cfg("dataset=fiqa").retriever.remove_query is True
     assert "AP(rel=2)" in make_cfg("dataset=dl20").measures
+
+
+def test_reranker_sweep_reuses_first_stage_and_scores(make_cfg, tmp_path: Path, caplog):
+    data = write_beir(
+        tmp_path / "multi", queries=[{"_id": "q1", "text": "goldfish wifi cats bluetooth"}], qrels=[("q1", "d1", 1)]
+    )
+    ScriptedLengthScorer.calls = []
+    reranker = [f"dataset.path={data}", "+reranker._target_=tests.fakes.ScriptedLengthScorer", "reranker.name=length"]
+    shallow = run_experiment(make_cfg(*reranker, "+reranker.depth=1"))
+    assert shallow.run_dir.parent.name == "bm25>>length"
+    assert len(ScriptedLengthScorer.calls) == 1
+    with caplog.at_level(logging.INFO):
+        deep = run_experiment(make_cfg(*reranker, "+reranker.depth=3"))
+    assert "first stage bm25 from cache" in caplog.text
+    assert deep.row["index_s"] == "0.000"
+    assert len(ScriptedLengthScorer.calls) == 3  # the depth-1 pair came from the score cache
+    assert len(set(ScriptedLengthScorer.calls)) == 3
+    ranked = [line.split()[2] for line in (deep.run_dir / "run.trec").read_text().splitlines()]
+    lengths = {d["_id"]: len(d["text"]) for d in TINY_DOCS}
+    assert [lengths[d] for d in ranked[:3]] == sorted((lengths[d] for d in ranked[:3]), reverse=True)
+    assert sorted(ranked) == ["d1", "d2", "d3", "q2"]  # the document below depth 3 is kept

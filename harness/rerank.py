@@ -1,0 +1,47 @@
+"""Pointwise reranking shared by every scorer: depth cut, score cache, stable tail.
+
+A scorer only turns (query, document) pairs into scores. This driver reranks the top
+``depth`` hits of each query, fetches cached scores first and scores only the missing pairs,
+and keeps every hit below the depth in its first-stage order beneath the reranked ones.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tqdm import tqdm
+
+from harness.errors import DataError
+from harness.score_cache import ScoreCache
+from harness.types import Corpus, Doc, Query, Run
+
+
+class PointwiseScorer(Protocol):
+    def score(self, pairs: list[tuple[Query, Doc]]) -> list[float]: ...
+
+
+def rerank_pointwise(
+    scorer: PointwiseScorer, queries: list[Query], run: Run, corpus: Corpus, depth: int, cache: ScoreCache
+) -> Run:
+    wanted = {docid for q in queries for docid, _ in run.get(q.qid, [])[:depth]}
+    docs = corpus.get_many(wanted)
+    if missing := wanted - docs.keys():
+        raise DataError(f"{len(missing)} retrieved documents are not in {corpus.source}: {sorted(missing)[:5]}")
+    reranked: Run = {}
+    for query in tqdm(queries, unit="query", desc="rerank"):
+        hits = run.get(query.qid, [])
+        head, tail = [docid for docid, _ in hits[:depth]], hits[depth:]
+        scores = cache.get(query.qid, query.text, head)
+        todo = [docid for docid in head if docid not in scores]
+        if todo:
+            fresh = dict(zip(todo, scorer.score([(query, docs[d]) for d in todo]), strict=True))
+            cache.put(query.qid, query.text, fresh)
+            scores.update(fresh)
+        top = sorted(head, key=lambda d: -scores[d])  # stable: ties keep first-stage order
+        reranked[query.qid] = [(d, scores[d]) for d in top] + _beneath(tail, min(scores.values(), default=0.0))
+    return reranked
+
+
+def _beneath(tail: list[tuple[str, float]], floor: float) -> list[tuple[str, float]]:
+    """First-stage order below the reranked head, with scores that keep that order."""
+    return [(docid, floor - 1.0 - i) for i, (docid, _) in enumerate(tail)]
