@@ -8,21 +8,25 @@ STAMP := $(VENV)/.installed-stamp
 RANKBENCH_DATA_ROOT ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RANKBENCH_DATA_ROOT
 
-.PHONY: run test lint bench reproduce clean
+.PHONY: run test lint check-extras bench tune reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,joblib,submitit,optuna]'
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python evaluate.py
 
-test: $(STAMP)
+test: $(STAMP) check-extras
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The ray extra is not installed for tests (it downgrades cloudpickle); show it still resolves.
+check-extras: $(STAMP)
+	$(BIN)/pip install --quiet --dry-run -e '.[ray]'
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -31,8 +35,15 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bm25.py
 
+# Optuna on SciFact train, then the best k1/b evaluated once on SciFact test.
+TUNED := runs/tune/bm25-scifact-train/optimization_results.yaml
+tune: $(STAMP)
+	$(BIN)/python evaluate.py experiment=tune_bm25
+	$(BIN)/python evaluate.py retriever.name=bm25_tuned $$($(BIN)/python -m harness.tune $(TUNED))
+
 reproduce: $(STAMP)
 	$(BIN)/python evaluate.py -m retriever=bm25,bm25_multifield overwrite=true
+	$(MAKE) tune
 
 clean:
 	rm -rf $(VENV) runs/*/ runs/leaderboard.csv

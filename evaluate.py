@@ -2,7 +2,8 @@
 
 python evaluate.py                                   # BM25 on SciFact
 python evaluate.py retriever=bm25_multifield max_queries=50
-python evaluate.py -m retriever=bm25,bm25_multifield
+python evaluate.py -m retriever=bm25,bm25_multifield # a sweep; complete runs are skipped
+python evaluate.py experiment=bm25_grid              # a named grid from conf/experiment/
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import logging
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from harness.errors import RankbenchError
+from harness.errors import ConfigError, RankbenchError
 from harness.experiment import Outcome, run_experiment
 
 log = logging.getLogger("rankbench")
+
+TUNABLE_SPLITS = {"train", "dev", "validation"}
 
 
 def summary(cfg: DictConfig, outcome: Outcome) -> str:
@@ -29,14 +33,29 @@ def summary(cfg: DictConfig, outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
+def refuse_tuning_on_test(cfg: DictConfig) -> None:
+    """An optimiser that sees the test qrels reports a score selected on them: refuse it."""
+    if not HydraConfig.initialized():
+        return
+    sweeper = str(HydraConfig.get().sweeper.get("_target_", ""))
+    if "optuna" in sweeper.lower() and cfg.dataset.get("split") not in TUNABLE_SPLITS:
+        raise ConfigError(
+            f"dataset={cfg.dataset.name} (split {cfg.dataset.get('split')!r}): tuning is only offered on "
+            f"{sorted(TUNABLE_SPLITS)} splits, e.g. dataset=scifact-train; evaluate the best setting once on test."
+        )
+
+
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
+    """Returns the first measure, the objective that the Optuna sweeper maximises."""
     try:
+        refuse_tuning_on_test(cfg)
         outcome = run_experiment(cfg)
     except RankbenchError as e:
         log.error("%s", e)
         sys.exit(2)
     print(summary(cfg, outcome))
+    return next(iter(outcome.metrics.values()))
 
 
 if __name__ == "__main__":

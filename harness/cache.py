@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -82,6 +84,14 @@ def lookup(root: Path, key: dict[str, Any]) -> Path | None:
     log.warning("cache entry %s is stale or corrupt (%s): rebuilding", folder, problem)
     shutil.rmtree(folder, ignore_errors=True)
     return None
+
+
+@contextmanager
+def locked(root: Path, key: dict[str, Any]) -> Iterator[None]:
+    """Serialise lookup-then-build of one entry across processes (parallel sweep jobs)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{key_hash(key)}.lock")):
+        yield
 
 
 @contextmanager

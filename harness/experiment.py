@@ -101,17 +101,18 @@ def first_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query]) -> Stag
     }
     root = Path(cfg.cache_dir) / "first-stage"
     started = time.perf_counter()
-    entry = cache.lookup(root, key)
-    if entry is not None:
-        log.info("first stage %s from cache %s", cfg.retriever.name, entry)
-        return StageResult(read_trec_run(entry / "run.trec"), time.perf_counter() - started)
-    retriever = instantiate(cfg.retriever)
-    retriever.index(dataset.corpus, Path(cfg.cache_dir))
-    indexed = time.perf_counter()
-    run = retriever.retrieve(queries)
-    done = time.perf_counter()
-    with cache.build(root, key) as tmp:
-        write_trec_run(run, tmp / "run.trec", tag=cfg.retriever.name)
+    with cache.locked(root, key):
+        entry = cache.lookup(root, key)
+        if entry is not None:
+            log.info("first stage %s from cache %s", cfg.retriever.name, entry)
+            return StageResult(read_trec_run(entry / "run.trec"), time.perf_counter() - started)
+        retriever = instantiate(cfg.retriever)
+        retriever.index(dataset.corpus, Path(cfg.cache_dir))
+        indexed = time.perf_counter()
+        run = retriever.retrieve(queries)
+        done = time.perf_counter()
+        with cache.build(root, key) as tmp:
+            write_trec_run(run, tmp / "run.trec", tag=cfg.retriever.name)
     return StageResult(run, done - indexed, indexed - started)
 
 
@@ -154,8 +155,9 @@ def run_experiment(cfg: DictConfig) -> Outcome:
     if empty := [q.qid for q in queries if not q.text.strip()]:
         log.warning("%d queries have empty text and will retrieve nothing: %s", len(empty), ", ".join(empty[:10]))
     digest = config_hash(cfg, dataset)
-    run_dir = Path(cfg.runs_dir) / cfg.dataset.name / system_name(cfg) / digest
-    board = Path(cfg.runs_dir) / "leaderboard.csv"
+    runs = Path(cfg.runs_dir).absolute()
+    run_dir = runs / cfg.dataset.name / system_name(cfg) / digest
+    board = runs / "leaderboard.csv"
     if not cfg.overwrite and (kept := _kept(run_dir, board, digest)):
         log.info(
             "skipping %s %s: complete run %s exists (overwrite=true recomputes)", system_name(cfg), digest, run_dir

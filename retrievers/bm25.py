@@ -65,14 +65,15 @@ class BM25:
             "anserini": Path(java.anserini_jar()).name,
         }
         root = cache_dir / "lucene"
-        found = cache.lookup(root, key)
-        if found is None:
-            with cache.build(root, key) as tmp:
-                self._build(corpus, tmp / "index")
+        with cache.locked(root, key):
             found = cache.lookup(root, key)
-            assert found is not None, "freshly built index failed verification"
-        else:
-            log.info("reusing Lucene index %s", found)
+            if found is None:
+                with cache.build(root, key) as tmp:
+                    self._build(corpus, tmp / "index")
+                found = cache.lookup(root, key)
+                assert found is not None, "freshly built index failed verification"
+            else:
+                log.info("reusing Lucene index %s", found)
         self.index_dir = found / "index"
 
     def _build(self, corpus: Corpus, index_dir: Path) -> None:

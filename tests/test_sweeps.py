@@ -1,0 +1,143 @@
+"""Sweeps as users run them: resume after completion or kill -9, parallel workers, launchers, Optuna."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT, SHARED_DATA
+
+GRID = ["retriever=bm25,bm25_multifield", "retriever.k1=0.9,1.2"]  # 4 jobs
+
+
+def command(runs: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "evaluate.py", "-m", f"runs_dir={runs}", *overrides]
+
+
+def sweep(runs: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA)}
+    started = time.perf_counter()
+    result = subprocess.run(
+        command(runs, *overrides), cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, time.perf_counter() - started
+
+
+def rows(runs: Path) -> list[dict[str, str]]:
+    with open(runs / "leaderboard.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_intact(runs: Path, expected: int) -> None:
+    """Exactly one complete row and run folder per config, nothing half-written left behind."""
+    board = rows(runs)
+    assert len(board) == expected
+    assert len({r["config_hash"] for r in board}) == expected
+    for row in board:
+        assert row["nDCG@10"] and row["total_s"] and row["run_path"]
+        files = sorted(p.name for p in Path(row["run_path"]).iterdir())
+        assert files == ["config.yaml", "metrics.json", "perquery.csv", "run.trec"]
+    folders = [p for p in (runs / "scifact").glob("*/*") if not p.name.startswith(".")]
+    assert len(folders) == expected
+    assert [p for p in runs.rglob("*") if ".tmp-" in p.name] == []
+
+
+@pytest.mark.slow
+def test_four_job_sweep_then_rerun_skips_everything(tmp_path: Path):
+    runs = tmp_path / "runs"
+    _, cold = sweep(runs, *GRID)
+    assert_intact(runs, 4)
+    again, warm = sweep(runs, *GRID)
+    assert_intact(runs, 4)
+    assert again.stderr.count("skipping") == 4
+    assert warm < 0.15 * cold, f"rerun took {warm:.1f}s, cold sweep {cold:.1f}s"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_sweep_then_resume(tmp_path: Path):
+    runs = tmp_path / "runs"
+    env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA)}
+    grid = [*GRID, "max_queries=150"]
+    proc = subprocess.Popen(
+        command(runs, *grid),
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not ((runs / "leaderboard.csv").is_file() and len(rows(runs)) >= 1):
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be killed"
+        time.sleep(0.1)
+    time.sleep(1.0)  # into the second job
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(rows(runs))
+    assert 1 <= done_before < 4
+    resumed, _ = sweep(runs, *grid)
+    assert resumed.stderr.count("skipping") == done_before
+    assert_intact(runs, 4)
+
+
+@pytest.mark.slow
+def test_eight_jobs_on_two_parallel_workers(tmp_path: Path):
+    runs = tmp_path / "runs"
+    sweep(
+        runs,
+        "hydra/launcher=parallel",
+        "retriever=bm25,bm25_multifield",
+        "retriever.k1=0.6,0.9,1.2,1.5",
+        "max_queries=25",
+    )
+    assert_intact(runs, 8)
+    assert {r["retriever"] for r in rows(runs)} == {"bm25", "bm25_multifield"}
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path: Path):
+    runs = tmp_path / "runs"
+    sweep(runs, "hydra/launcher=local", "retriever=bm25,bm25_multifield", "max_queries=15")
+    assert_intact(runs, 2)
+
+
+@pytest.mark.slow
+def test_optuna_tunes_on_train_and_refuses_test(tmp_path: Path):
+    runs = tmp_path / "runs"
+    sweep(runs, "experiment=tune_bm25", "hydra.sweeper.n_trials=3", "max_queries=40")
+    results = yaml.safe_load((runs / "tune" / "bm25-scifact-train" / "optimization_results.yaml").read_text())
+    assert 0.3 <= results["best_params"]["retriever.k1"] <= 2.0 and 0.1 <= results["best_params"]["retriever.b"] <= 1.0
+    assert {r["dataset"] for r in rows(runs)} == {"scifact-train"} and len(rows(runs)) == 3
+    assert max(float(r["nDCG@10"]) for r in rows(runs)) == pytest.approx(results["best_value"], abs=1e-4)
+    refused = subprocess.run(
+        command(runs, "experiment=tune_bm25", "dataset=scifact", "hydra.sweeper.n_trials=1"),
+        cwd=PROJECT,
+        env={**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA)},
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "tuning is only offered on" in refused.stderr
+
+
+def test_sweep_with_default_runs_dir_writes_under_the_launch_folder(tmp_path: Path):
+    env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA)}
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "evaluate.py"), "-m", "retriever=bm25", "max_queries=3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [row] = rows(tmp_path / "runs")
+    assert Path(row["run_path"]).is_absolute() and Path(row["run_path"]).is_relative_to(tmp_path / "runs")
