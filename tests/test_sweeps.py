@@ -111,6 +111,14 @@ def test_submitit_local_launcher(tmp_path: Path):
 
 
 @pytest.mark.slow
+def test_ray_launcher_in_local_mode(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # no cluster: ray.init starts a local instance
+    runs = tmp_path / "runs"
+    sweep(runs, "hydra/launcher=ray_cluster", "retriever=bm25,bm25_multifield", "max_queries=7")
+    assert_intact(runs, 2)
+
+
+@pytest.mark.slow
 def test_optuna_tunes_on_train_and_refuses_test(tmp_path: Path):
     runs = tmp_path / "runs"
     sweep(runs, "experiment=tune_bm25", "hydra.sweeper.n_trials=3", "max_queries=40")
