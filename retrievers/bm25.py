@@ -63,6 +63,7 @@ class BM25:
             "layout": "multifield" if self.multifield else "flat",
             "analyzer": "anserini-default-english-porter",
             "anserini": Path(java.anserini_jar()).name,
+            "fields": ["title"] if self.multifield else [],
         }
         root = cache_dir / "lucene"
         found = cache.lookup(root, key)
@@ -76,10 +77,11 @@ class BM25:
         self.index_dir = found / "index"
 
     def _build(self, corpus: Corpus, index_dir: Path) -> None:
-        indexer = java.autoclass("io.anserini.index.SimpleIndexer")(
-            ["-index", str(index_dir), "-storePositions", "-storeDocvectors", "-storeRaw"]
-            + ["-input", "", "-collection", "JsonCollection", "-threads", str(self.threads)]
-        )
+        args = ["-index", str(index_dir), "-storePositions", "-storeDocvectors", "-storeRaw"]
+        args += ["-input", "", "-collection", "JsonCollection", "-threads", str(self.threads)]
+        if self.multifield:  # without -fields Anserini indexes only "contents" and drops the title
+            args += ["-fields", "title"]
+        indexer = java.autoclass("io.anserini.index.SimpleIndexer")(args)
         added = seen = 0
         with tqdm(total=corpus.count_hint(), unit="doc", desc=f"index {corpus.source}") as bar:
             for batch in _batches(map(self._json, corpus), _BATCH):
