@@ -3,9 +3,12 @@
     python benchmarks/bm25.py                    # all 300 SciFact test queries
     python benchmarks/bm25.py --queries 20       # a quick smoke run
 
-Every system answers the same queries; each is scored with ``harness.metrics.evaluate`` on the
-same qrels, so the quality column is comparable and a fast system that ranks differently shows
-it. Throughput is queries per second over the whole query set (query analysis included,
+rankbench runs twice: with its default ``engine="numpy"`` (Lucene's BM25 re-implemented
+exactly over postings exported from the Lucene index) and with ``engine="anserini"``
+(Anserini's SearchCollection, the reference), and the two runs are compared hit by hit.
+Every system answers the same queries; each is scored with ``harness.metrics.evaluate`` on
+the same qrels, so the quality column is comparable and a fast system that ranks differently
+shows it. Throughput is queries per second over the whole query set (query analysis included,
 index building excluded): the median of ``--repeats`` timed passes after one untimed warm-up
 pass (the warm-up loads classes, JIT-compiles and fills the page cache, which a long-running
 experiment pays once). Peers:
@@ -13,7 +16,8 @@ experiment pays once). Peers:
 - pyserini ``LuceneSearcher.batch_search`` on the very same Lucene index, docid==qid hits
   dropped afterwards as ``pyserini.search.lucene --remove-query`` does;
 - bm25s with its own tokeniser (scikit-learn token pattern, English stopwords) and, when
-  PyStemmer is installed, its recommended Snowball stemmer;
+  PyStemmer is installed, its recommended Snowball stemmer; sequential retrieval (its
+  default; its multiprocessing pool was slower on this 2-core machine);
 - rank_bm25's ``BM25Okapi`` on the same tokens as bm25s (it has no tokeniser of its own);
   it scores every document in Python for every query, so it may be timed on a subset.
 
@@ -109,7 +113,7 @@ def measure(
     metrics, _ = evaluate(run, qrels_subset, MEASURES)
     qps = len(queries) / statistics.median(seconds)
     log.info("  %s @%d: %.1f q/s, %s", system, hits, qps, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    return Result(system, hits, len(queries), qps, seconds, metrics, note)
+    return Result(system, hits, len(queries), qps, seconds, metrics, note, extra={"run": run})
 
 
 def drop_self_hits(run: Run) -> Run:
@@ -119,6 +123,17 @@ def drop_self_hits(run: Run) -> Run:
 
 def rankbench_search(retriever: BM25) -> Search:
     return retriever.retrieve
+
+
+def same_run(fast: Result, reference: Result) -> str:
+    """Whether two measured runs have the same docids in the same order and scores equal to 1e-5."""
+    a, b = fast.extra.get("run"), reference.extra.get("run")
+    if a is None or b is None:
+        return ""
+    same_order = all([d for d, _ in a[q]] == [d for d, _ in b.get(q, [])] for q in a)
+    worst = max((abs(x - y) for q in a for (_, x), (_, y) in zip(a[q], b.get(q, []), strict=False)), default=0.0)
+    fast.extra["equals_searchcollection"] = reference.extra["equals_numpy"] = bool(same_order and worst < 1e-5)
+    return f"; numpy engine's run: {'same' if same_order else 'DIFFERENT'} rankings, max |score diff| {worst:.1e}"
 
 
 def pyserini_search(index_dir: Path, hits: int) -> Search:
@@ -145,7 +160,7 @@ def stemmer() -> tuple[Any, str]:
 
 
 def bm25s_search(texts: list[str], docids: list[str], hits: int) -> tuple[Search, str]:
-    """bm25s (Lucene BM25 variant, k1/b as ours) on its own tokens; multiprocessing as our threads."""
+    """bm25s (Lucene BM25 variant, k1/b as ours) on its own tokens, retrieving sequentially (its default)."""
     import bm25s
 
     stem, how = stemmer()
@@ -155,7 +170,7 @@ def bm25s_search(texts: list[str], docids: list[str], hits: int) -> tuple[Search
 
     def search(queries: list[Query]) -> Run:
         query_tokens = bm25s.tokenize([q.text for q in queries], stopwords="en", stemmer=stem, show_progress=False)
-        found, scores = retriever.retrieve(query_tokens, k=hits, n_threads=THREADS, show_progress=False)
+        found, scores = retriever.retrieve(query_tokens, k=hits, show_progress=False)
         return drop_self_hits(
             {
                 q.qid: [(docids[i], float(s)) for i, s in zip(found[row], scores[row], strict=True)]
@@ -163,7 +178,7 @@ def bm25s_search(texts: list[str], docids: list[str], hits: int) -> tuple[Search
             }
         )
 
-    return search, f"tokeniser: bm25s.tokenize, English stopwords, {how}; n_threads={THREADS}"
+    return search, f"tokeniser: bm25s.tokenize, English stopwords, {how}; sequential retrieval (n_threads=0)"
 
 
 def rank_bm25_search(texts: list[str], docids: list[str], hits: int) -> Search:
@@ -269,10 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     queries = dataset.queries[: args.queries] if args.queries else dataset.queries
     log.info("SciFact: %d queries timed", len(queries))
 
-    ours = {hits: BM25(k1=K1, b=B, hits=hits, threads=THREADS, remove_query=True) for hits in HITS}
+    engines = ("numpy", "anserini")
+    ours = {
+        (engine, hits): BM25(k1=K1, b=B, hits=hits, threads=THREADS, remove_query=True, engine=engine)
+        for engine in engines
+        for hits in HITS
+    }
     for retriever in ours.values():
         retriever.index(dataset.corpus, args.cache_dir)  # cached: built once, reused
-    index_dir = ours[HITS[0]].index_dir
+    index_dir = ours["anserini", HITS[0]].index_dir
     assert index_dir is not None
 
     docs = list(dataset.corpus)
@@ -282,8 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     for hits in HITS:
         common = {"queries": queries, "qrels": dataset.qrels, "repeats": args.repeats}
-        base = measure("rankbench BM25", hits, rankbench_search(ours[hits]), **common)
+        base = measure("rankbench BM25 (numpy engine)", hits, rankbench_search(ours["numpy", hits]), **common)
+        base.note = "exact Lucene BM25 in numpy; the default engine"
         results.append(base)
+        reference = measure(
+            "rankbench BM25 (SearchCollection)", hits, rankbench_search(ours["anserini", hits]), **common
+        )
+        reference.note = "Anserini SearchCollection writing a TREC run file" + same_run(base, reference)
+        results.append(reference)
         results.append(measure("pyserini batch_search", hits, pyserini_search(index_dir, hits), **common))
         search, note = bm25s_search(texts, docids, hits)
         results.append(measure("bm25s", hits, search, note=note, **common))
@@ -314,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/bm25.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        r.extra.pop("run", None)  # runs were kept for the comparison only
     write_atomic(args.out / "bm25.json", json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=1))
     write_atomic(args.out / "bm25.md", render(meta, results))
     log.info("peak RSS %.0f MB; wrote %s and %s", meta["peak_rss_mb"], args.out / "bm25.md", args.out / "bm25.json")
