@@ -212,7 +212,9 @@ def render(meta: dict[str, Any], results: list[Result]) -> str:
         "",
         f"{meta['queries']} test queries, k1={K1} b={B}, {THREADS} threads where a system has them; "
         f"{meta['cpu']} ({meta['cores']} cores). Peak RSS of the benchmark process: "
-        f"{meta['peak_rss_mb']:.0f} MB (JVM included).",
+        f"{meta['peak_rss_mb']:.0f} MB (JVM included). 1-minute load average before/after: "
+        f"{meta['load_average_1min'][0]} / {meta['load_average_1min'][1]} (other work on the machine slows every "
+        "system; compare within one report).",
         "",
         "q/s: queries per second over the whole query set, query analysis included, index build excluded; "
         "median of the timed passes after an untimed warm-up pass. ratio: rankbench's q/s over the system's "
@@ -280,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     java.configure(heap=args.heap)
+    load_before = os.getloadavg()[0]
     dataset = load_dataset(SCIFACT, args.data_root)
     queries = dataset.queries[: args.queries] if args.queries else dataset.queries
     log.info("SciFact: %d queries timed", len(queries))
@@ -332,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": THREADS,
         "repeats": args.repeats,
         "peak_rss_mb": peak_rss_mb(),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),

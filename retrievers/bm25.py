@@ -66,6 +66,9 @@ class BM25:
         self.k1, self.b, self.hits = k1, b, hits
         self.multifield = multifield
         self.field_weights = dict(field_weights or {"contents": 1.0, "title": 1.0})
+        unknown = set(self.field_weights) - {"contents", "title"}
+        if multifield and unknown:
+            raise ConfigError(f"retriever.field_weights names unindexed fields {sorted(unknown)}; use contents, title")
         self.remove_query = remove_query
         self.threads = threads
         self.name = name
@@ -101,13 +104,8 @@ class BM25:
             self._scorer = _LuceneBM25(found / "postings", self.k1, self.b, weights)
 
     def _fields(self) -> list[str]:
-        """Lucene fields searched: ``contents`` always, ``title`` in the multifield layout."""
-        if not self.multifield:
-            return ["contents"]
-        unknown = set(self.field_weights) - {"contents", "title"}
-        if unknown:
-            raise ConfigError(f"retriever.field_weights names unindexed fields {sorted(unknown)}; use contents, title")
-        return ["contents", "title"]
+        """Lucene fields indexed and exported: ``contents`` always, ``title`` in the multifield layout."""
+        return ["contents", "title"] if self.multifield else ["contents"]
 
     def _build(self, corpus: Corpus, index_dir: Path) -> None:
         args = ["-index", str(index_dir), "-storePositions", "-storeDocvectors", "-storeRaw"]
