@@ -35,8 +35,20 @@ from harness.types import Query, Run
 
 log = logging.getLogger(__name__)
 
-# Keys that change how fast a run goes, not what it computes: left out of every hash.
-RUNTIME_KEYS = {"threads", "batch_size", "device", "path", "overwrite", "data_root", "runs_dir", "cache_dir", "java"}
+# Keys that change how fast a run goes, not what it computes: left out of every hash
+# (BM25's numpy and anserini engines give the same run, as tests/test_bm25_fast.py checks).
+RUNTIME_KEYS = {
+    "engine",
+    "threads",
+    "batch_size",
+    "device",
+    "path",
+    "overwrite",
+    "data_root",
+    "runs_dir",
+    "cache_dir",
+    "java",
+}
 
 
 @dataclass
