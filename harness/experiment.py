@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from harness import cache, java, leaderboard
@@ -108,6 +108,7 @@ def first_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query]) -> Stag
     key = {
         "kind": "first-stage-run",
         "retriever": _resolved(cfg, "retriever"),
+        "code": getattr(get_class(cfg.retriever._target_), "CACHE_VERSION", 0),
         "corpus": dataset.corpus.fingerprint,
         "queries": _queries_digest(queries),
     }

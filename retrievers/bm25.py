@@ -42,6 +42,10 @@ _POSTINGS_FORMAT = "lucene-postings-v1"  # bump when the exported arrays change 
 class BM25:
     """Lucene BM25; ``multifield`` indexes title and text as separate fields."""
 
+    # Bump when a code change alters runs, so cached first-stage runs are not reused.
+    # 2: the multifield index now holds the title field.
+    CACHE_VERSION = 2
+
     def __init__(
         self,
         k1: float = 0.9,

@@ -1,0 +1,32 @@
+"""The benchmark scripts still run end to end (a smoke run; speed is never asserted in tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import PROJECT, SHARED_DATA
+
+
+def test_bm25_benchmark_smoke(tmp_path: Path):
+    out = tmp_path / "results"
+    args = ["--queries", "12", "--repeats", "1", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    result = subprocess.run(
+        [sys.executable, "benchmarks/bm25.py", "--data-root", str(SHARED_DATA), *args],
+        cwd=PROJECT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "bm25.json").read_text())
+    systems = {(r["system"], r["hits"]) for r in report["results"]}
+    assert {s for s, _ in systems} >= {"pyserini batch_search", "bm25s", "rank_bm25 BM25Okapi"}
+    assert {h for _, h in systems} == {100, 1000}
+    numpy_engine = next(r for r in report["results"] if r["extra"].get("equals_searchcollection") is not None)
+    assert numpy_engine["extra"]["equals_searchcollection"] is True
+    assert "| system |" in (out / "bm25.md").read_text()
