@@ -92,35 +92,34 @@ def _field(obj: dict[str, Any], key: str, where: str, required: bool) -> str:
     return str(value)
 
 
-def iter_beir_docs(source: BeirSource) -> Iterator[Doc]:
-    """Validated documents of corpus.jsonl; duplicate ids and an empty corpus are errors."""
-    seen: dict[str, int] = {}
-    for number, line in source.lines("corpus.jsonl"):
+def _jsonl_records(source: BeirSource, rel: str, kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(where, id, object) per non-blank line; bad JSON, a missing id or a repeated id is an error."""
+    first_line: dict[str, int] = {}
+    for number, line in source.lines(rel):
         if not line.strip():
             continue
-        where = f"{source.display('corpus.jsonl')} line {number}"
+        where = f"{source.display(rel)} line {number}"
         obj = _json_object(line, where)
-        docid = _field(obj, "_id", where, required=True)
-        if docid in seen:
-            raise DataError(f'{where}: duplicate document id "{docid}" (first on line {seen[docid]})')
-        seen[docid] = number
+        key = _field(obj, "_id", where, required=True)
+        if key in first_line:
+            raise DataError(f'{where}: duplicate {kind} id "{key}" (first on line {first_line[key]})')
+        first_line[key] = number
+        yield where, key, obj
+
+
+def iter_beir_docs(source: BeirSource) -> Iterator[Doc]:
+    """Validated documents of corpus.jsonl; duplicate ids and an empty corpus are errors."""
+    empty = True
+    for where, docid, obj in _jsonl_records(source, "corpus.jsonl", "document"):
+        empty = False
         yield Doc(docid, _field(obj, "title", where, False), _field(obj, "text", where, False))
-    if not seen:
+    if empty:
         raise DataError(f"{source.display('corpus.jsonl')}: corpus is empty")
 
 
 def read_beir_queries(source: BeirSource) -> dict[str, Query]:
-    queries: dict[str, Query] = {}
-    for number, line in source.lines("queries.jsonl"):
-        if not line.strip():
-            continue
-        where = f"{source.display('queries.jsonl')} line {number}"
-        obj = _json_object(line, where)
-        qid = _field(obj, "_id", where, required=True)
-        if qid in queries:
-            raise DataError(f'{where}: duplicate query id "{qid}"')
-        queries[qid] = Query(qid, _field(obj, "text", where, required=True))
-    return queries
+    records = _jsonl_records(source, "queries.jsonl", "query")
+    return {qid: Query(qid, _field(obj, "text", where, required=True)) for where, qid, obj in records}
 
 
 def read_beir_qrels(source: BeirSource, split: str) -> Qrels:
