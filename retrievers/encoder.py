@@ -1,0 +1,115 @@
+"""Bi-encoder inference: text -> one vector, as fast as this CPU allows without changing results.
+
+Speed comes from doing less arithmetic, not from tricks that change the model: texts are
+encoded in length-sorted batches (little padding), under ``torch.inference_mode``, and on
+CPUs with AVX-512 bf16 the matrix products run in bfloat16 (``dtype=auto``), which keeps
+cosine similarity to the fp32 vectors above 0.9999 and nDCG@10 within noise
+(README: dense results).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from harness.errors import ConfigError
+from harness.models import EncoderSpec
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+class Encoder(Protocol):
+    spec: EncoderSpec
+    dim: int
+    identity: dict  # what, besides the spec, decides the vectors (backend, compute dtype)
+
+    def encode(self, texts: list[str], batch_size: int, desc: str) -> np.ndarray: ...
+
+
+def compute_dtype(requested: str) -> torch.dtype:
+    """bf16 where the CPU does it natively (AVX-512 BF16/AMX), fp32 elsewhere."""
+    if requested not in DTYPES:
+        raise ConfigError(f"retriever.dtype must be one of {', '.join(DTYPES)}, got {requested!r}")
+    if requested == "auto":
+        return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else torch.float32
+    return torch.bfloat16 if requested == "bfloat16" else torch.float32
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """One vector per sequence from token states, ignoring padding."""
+    if mode == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    if mode == "mean":
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    if mode == "max":
+        return hidden.masked_fill(weights == 0, float("-inf")).amax(1)
+    if mode == "lasttoken":
+        last = mask.sum(1) - 1
+        return hidden[torch.arange(hidden.shape[0]), last]
+    raise ConfigError(f"retriever.pooling must be one of mean, cls, max, lasttoken, got {mode!r}")
+
+
+def encode_sorted(
+    texts: list[str],
+    batch_size: int,
+    forward: Callable[[list[str]], np.ndarray],
+    desc: str,
+) -> np.ndarray:
+    """Run ``forward`` over length-sorted batches (longest first: memory peaks early) in input order."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out: np.ndarray | None = None
+    with tqdm(total=len(texts), unit="text", desc=desc, disable=len(texts) < batch_size) as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            vectors = forward([texts[i] for i in idx])
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[idx] = vectors
+            bar.update(len(idx))
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+class TorchEncoder:
+    """A Hugging Face encoder run by PyTorch, pooled and normalised as its spec says."""
+
+    def __init__(self, spec: EncoderSpec, dtype: str = "auto", threads: int | None = None):
+        from transformers import AutoModel, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.spec = spec
+        self.tokenizer = AutoTokenizer.from_pretrained(spec.folder)
+        self.model = AutoModel.from_pretrained(spec.folder).eval()
+        self.dtype = compute_dtype(dtype)
+        self.dim = int(self.model.config.hidden_size)
+        self.identity = {"backend": "torch", "compute_dtype": str(self.dtype).removeprefix("torch.")}
+
+    def encode(self, texts: list[str], batch_size: int, desc: str = "encode") -> np.ndarray:
+        return encode_sorted(texts, batch_size, self._forward, desc)
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.spec.max_length, return_tensors="pt"
+        )
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+            hidden = self.model(**batch).last_hidden_state
+        vectors = pool(hidden.float(), batch["attention_mask"], self.spec.pooling)
+        if self.spec.normalize:
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        return vectors.numpy()
