@@ -19,36 +19,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from harness import cache, java, leaderboard
+from harness import java, leaderboard
 from harness.datasets import Dataset, load_dataset
 from harness.errors import ConfigError
 from harness.metrics import evaluate, parse_measures
 from harness.provenance import git_commit
 from harness.rerank import rerank_pointwise
 from harness.rundir import write_run_dir
-from harness.runfile import read_trec_run, write_trec_run
 from harness.score_cache import ScoreCache
+from harness.stages import StageResult, first_stage_run, resolved
 from harness.types import Query, Run
 
 log = logging.getLogger(__name__)
-
-# Keys that change how fast a run goes, not what it computes: left out of every hash
-# (BM25's numpy and anserini engines give the same run, as tests/test_bm25_fast.py checks).
-RUNTIME_KEYS = {
-    "engine",
-    "threads",
-    "batch_size",
-    "device",
-    "path",
-    "overwrite",
-    "data_root",
-    "runs_dir",
-    "cache_dir",
-    "java",
-}
 
 
 @dataclass
@@ -58,24 +43,8 @@ class Outcome:
     row: dict[str, Any] | None  # None when a complete earlier run was kept
 
 
-@dataclass
-class StageResult:
-    run: Run
-    seconds: float
-    index_seconds: float = 0.0
-
-
-def strip_runtime(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: strip_runtime(v) for k, v in node.items() if k not in RUNTIME_KEYS}
-    if isinstance(node, list):
-        return [strip_runtime(v) for v in node]
-    return node
-
-
 def _resolved(cfg: DictConfig, key: str) -> Any:
-    value = cfg.get(key)
-    return strip_runtime(OmegaConf.to_container(value, resolve=True)) if OmegaConf.is_config(value) else value
+    return resolved(cfg.get(key))
 
 
 def config_hash(cfg: DictConfig, dataset: Dataset) -> str:
@@ -97,36 +66,6 @@ def select_queries(queries: list[Query], max_queries: int | None) -> list[Query]
     if max_queries < 1:
         raise ConfigError(f"max_queries must be a positive integer or null, got {max_queries}")
     return queries[:max_queries]
-
-
-def _queries_digest(queries: list[Query]) -> str:
-    return hashlib.sha256(json.dumps([(q.qid, q.text) for q in queries]).encode()).hexdigest()[:16]
-
-
-def first_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query]) -> StageResult:
-    """The retriever's run, from the stage cache when this exact first stage ran before."""
-    key = {
-        "kind": "first-stage-run",
-        "retriever": _resolved(cfg, "retriever"),
-        "code": getattr(get_class(cfg.retriever._target_), "CACHE_VERSION", 0),
-        "corpus": dataset.corpus.fingerprint,
-        "queries": _queries_digest(queries),
-    }
-    root = Path(cfg.cache_dir) / "first-stage"
-    started = time.perf_counter()
-    with cache.locked(root, key):
-        entry = cache.lookup(root, key)
-        if entry is not None:
-            log.info("first stage %s from cache %s", cfg.retriever.name, entry)
-            return StageResult(read_trec_run(entry / "run.trec"), time.perf_counter() - started)
-        retriever = instantiate(cfg.retriever)
-        retriever.index(dataset.corpus, Path(cfg.cache_dir))
-        indexed = time.perf_counter()
-        run = retriever.retrieve(queries)
-        done = time.perf_counter()
-        with cache.build(root, key) as tmp:
-            write_trec_run(run, tmp / "run.trec", tag=cfg.retriever.name)
-    return StageResult(run, done - indexed, indexed - started)
 
 
 def second_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query], run: Run) -> StageResult:
@@ -177,7 +116,7 @@ def run_experiment(cfg: DictConfig) -> Outcome:
         )
         return kept
 
-    first = first_stage(cfg, dataset, queries)
+    first = first_stage_run(cfg.retriever, dataset.corpus, queries, Path(cfg.cache_dir))
     second = second_stage(cfg, dataset, queries, first.run)
     aggregate, per_query = evaluate(second.run, {q.qid: dataset.qrels[q.qid] for q in queries}, measures)
     timings = {

@@ -45,7 +45,7 @@ def resolve_model(name: str) -> Path:
     path = Path(name).expanduser()
     if path.is_dir():
         return path
-    if path.suffix or name.startswith(("/", ".", "~")):
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
         raise ModelUnavailable(f"model folder {path} does not exist")
     cached = _hub_snapshot(name, local_only=True)
     if cached:

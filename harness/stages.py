@@ -1,0 +1,86 @@
+"""First-stage runs, cached by what decides them, so sweeps and fusions never recompute one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from harness import cache
+from harness.runfile import read_trec_run, write_trec_run
+from harness.types import Corpus, Query, Run
+
+log = logging.getLogger(__name__)
+
+# Keys that change how fast a run goes, not what it computes: left out of every hash
+# (BM25's numpy and anserini engines give the same run, as tests/test_bm25_fast.py checks).
+RUNTIME_KEYS = {
+    "engine",
+    "threads",
+    "batch_size",
+    "device",
+    "path",
+    "overwrite",
+    "data_root",
+    "runs_dir",
+    "cache_dir",
+    "java",
+    "shard_size",
+}
+
+
+@dataclass
+class StageResult:
+    run: Run
+    seconds: float
+    index_seconds: float = 0.0
+
+
+def strip_runtime(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: strip_runtime(v) for k, v in node.items() if k not in RUNTIME_KEYS}
+    if isinstance(node, list):
+        return [strip_runtime(v) for v in node]
+    return node
+
+
+def resolved(value: Any) -> Any:
+    """A config node as plain data without runtime keys: the part that goes into hashes."""
+    return strip_runtime(OmegaConf.to_container(value, resolve=True)) if OmegaConf.is_config(value) else value
+
+
+def queries_digest(queries: list[Query]) -> str:
+    return hashlib.sha256(json.dumps([(q.qid, q.text) for q in queries]).encode()).hexdigest()[:16]
+
+
+def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path) -> StageResult:
+    """The retriever's run, from the stage cache when this exact first stage ran before."""
+    key = {
+        "kind": "first-stage-run",
+        "retriever": resolved(retriever_cfg),
+        "code": getattr(get_class(retriever_cfg._target_), "CACHE_VERSION", 0),
+        "corpus": corpus.fingerprint,
+        "queries": queries_digest(queries),
+    }
+    root = cache_dir / "first-stage"
+    started = time.perf_counter()
+    with cache.locked(root, key):
+        entry = cache.lookup(root, key)
+        if entry is not None:
+            log.info("first stage %s from cache %s", retriever_cfg.name, entry)
+            return StageResult(read_trec_run(entry / "run.trec"), time.perf_counter() - started)
+        retriever = instantiate(retriever_cfg, _recursive_=False)
+        retriever.index(corpus, cache_dir)
+        indexed = time.perf_counter()
+        run = retriever.retrieve(queries)
+        done = time.perf_counter()
+        with cache.build(root, key) as tmp:
+            write_trec_run(run, tmp / "run.trec", tag=retriever_cfg.name)
+    return StageResult(run, done - indexed, indexed - started)
