@@ -35,6 +35,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bm25.py
+	$(BIN)/python benchmarks/dense.py
 
 # Optuna on SciFact train, then the best k1/b evaluated once on SciFact test.
 TUNED := runs/tune/bm25-scifact-train/optimization_results.yaml
@@ -43,7 +44,9 @@ tune: $(STAMP)
 	$(BIN)/python evaluate.py retriever.name=bm25_tuned $$($(BIN)/python -m harness.tune $(TUNED))
 
 reproduce: $(STAMP)
-	$(BIN)/python evaluate.py -m retriever=bm25,bm25_multifield overwrite=true
+	$(BIN)/python evaluate.py -m retriever=bm25,bm25_multifield,dense overwrite=true
+	$(BIN)/python evaluate.py -m retriever=hybrid retriever.method=rrf,linear overwrite=true
+	$(BIN)/python evaluate.py retriever=hybrid retriever.method=linear retriever.normalization=zscore overwrite=true
 	$(MAKE) tune
 
 clean:
