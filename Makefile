@@ -13,7 +13,7 @@ export RANKBENCH_DATA_ROOT
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench,joblib,submitit,optuna,ray]'
+	$(BIN)/pip install --quiet -e '.[test,bench,onnx,joblib,submitit,optuna,ray]'
 	touch $(STAMP)
 
 run: $(STAMP)
