@@ -102,7 +102,7 @@ class CrossEncoder:
 
     def provenance(self) -> dict[str, str]:
         """Leaderboard columns that identify the model actually used."""
-        return {"reranker_model": str(self.folder), "reranker_model_hash": self.digest}
+        return {"reranker_model": str(self.folder.absolute()), "reranker_model_hash": self.digest}
 
     def stats(self) -> dict[str, int]:
         return {"pairs_scored": self.pairs_scored, "pairs_truncated": self.pairs_truncated}
