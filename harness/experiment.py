@@ -76,6 +76,8 @@ def second_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query], run: R
     reranker = instantiate(cfg.reranker)
     if hasattr(reranker, "score"):
         key = {"reranker": {k: v for k, v in _resolved(cfg, "reranker").items() if k != "depth"}}
+        if hasattr(reranker, "cache_identity"):  # e.g. the weights digest: a retrained folder keeps its name
+            key["identity"] = reranker.cache_identity()
         scores = ScoreCache(Path(cfg.cache_dir) / "scores", {**key, "corpus": dataset.corpus.fingerprint})
         try:
             run = rerank_pointwise(reranker, queries, run, dataset.corpus, cfg.reranker.depth, scores)
@@ -83,7 +85,9 @@ def second_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query], run: R
             scores.close()
     else:
         run = reranker.rerank(queries, run, dataset.corpus)
-    return StageResult(run, time.perf_counter() - started)
+    provenance = reranker.provenance() if hasattr(reranker, "provenance") else {}
+    stats = reranker.stats() if hasattr(reranker, "stats") else {}
+    return StageResult(run, time.perf_counter() - started, provenance=provenance, stats=stats)
 
 
 def _kept(run_dir: Path, board: Path, digest: str) -> Outcome | None:
@@ -130,6 +134,7 @@ def run_experiment(cfg: DictConfig) -> Outcome:
         "dataset": cfg.dataset.name,
         "retriever": cfg.retriever.name,
         "reranker": cfg.reranker.get("name", "none"),
+        **second.provenance,
         "system": system_name(cfg),
         "config_hash": digest,
         "git_commit": git_commit(),
@@ -146,6 +151,7 @@ def run_experiment(cfg: DictConfig) -> Outcome:
         "qrels_unknown_queries": len(dataset.unknown_qrels_queries),
         "dataset_fingerprint": dataset.fingerprint,
         "dataset_source": dataset.source,
+        "reranker_stats": second.stats,
         "row": row,
     }
     write_run_dir(run_dir, second.run, metrics, per_query, OmegaConf.to_yaml(cfg, resolve=True), system_name(cfg))

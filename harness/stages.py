@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class StageResult:
     run: Run
     seconds: float
     index_seconds: float = 0.0
+    provenance: dict[str, Any] = field(default_factory=dict)  # leaderboard columns naming what ran (model, hash)
+    stats: dict[str, Any] = field(default_factory=dict)  # counts for metrics.json (e.g. truncated documents)
 
 
 def strip_runtime(node: Any) -> Any:

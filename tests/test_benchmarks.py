@@ -30,3 +30,21 @@ def test_bm25_benchmark_smoke(tmp_path: Path):
     numpy_engine = next(r for r in report["results"] if r["extra"].get("equals_searchcollection") is not None)
     assert numpy_engine["extra"]["equals_searchcollection"] is True
     assert "| system |" in (out / "bm25.md").read_text()
+
+
+def test_cross_encoder_benchmark_smoke(tmp_path: Path):
+    out = tmp_path / "results"
+    args = ["--queries", "2", "--depth", "5", "--max-length", "64", "--out", str(out), "--cache-dir", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, "benchmarks/cross_encoder.py", "--data-root", str(SHARED_DATA), *args],
+        cwd=PROJECT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "cross_encoder.json").read_text())
+    assert report["pairs"] == 10 and len(report["results"]) == 3
+    assert all(r["mean_spearman"] > 0.9 for r in report["results"])  # the same model, scored three ways
+    assert "| system |" in (out / "cross_encoder.md").read_text()

@@ -1,0 +1,136 @@
+"""Cross-encoder reranking: one sequence-classification forward pass per (query, document) pair.
+
+The query is the first segment and ``title + " " + text`` the second; truncation cuts only the
+document (``only_second``) so the query is never lost. Pairs are scored in batches sorted by
+token length (little padding), under ``torch.inference_mode``, with bf16 autocast on CPUs that
+do bf16 natively (``compute_dtype``). The score of a pair is the raw logit for single-logit
+models, and logit(class 1) - logit(class 0) for 2-class models: the log-odds of "relevant",
+monotone in its softmax probability and free of the softmax's saturation.
+
+Depth, the per-(model, qid, docid) score cache and the untouched tail come from
+``harness.rerank``; ``cache_identity`` puts the weights digest into the cache key so a
+retrained model in the same folder never reuses stale scores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.errors import ConfigError
+from harness.models import NotAnEncoder, resolve_model, weights_digest
+from harness.types import Doc, Query
+from retrievers.encoder import compute_dtype
+
+log = logging.getLogger(__name__)
+
+TRAIN_HINT = "python -m rerankers.train --base {folder} --out runs/models/my-cross-encoder"
+
+
+class NotACrossEncoder(NotAnEncoder):
+    """A model folder without a sequence-classification (ranking) head."""
+
+
+def doc_text(doc: Doc) -> str:
+    return f"{doc.title} {doc.text}".strip()
+
+
+def check_cross_encoder(folder: Path) -> None:
+    """Refuse folders whose config declares no classification head, and say how to train one."""
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    architectures = config.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise NotACrossEncoder(
+            f"{folder} has no sequence-classification head (architectures: {architectures or 'none'}), so it "
+            f"cannot score (query, document) pairs. Train a cross-encoder from it with "
+            f"`{TRAIN_HINT.format(folder=folder)}` and use reranker.model=runs/models/my-cross-encoder."
+        )
+
+
+def tokenize_pairs(tokenizer, queries: list[str], docs: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Query first, document second; only the document is truncated."""
+    return tokenizer(queries, docs, padding=True, truncation="only_second", max_length=max_length, return_tensors="pt")
+
+
+def pair_scores(logits: torch.Tensor) -> torch.Tensor:
+    """One score per pair: the logit (1 label) or logit(1) - logit(0) (2 labels)."""
+    logits = logits.float()
+    if logits.shape[-1] == 1:
+        return logits[:, 0]
+    if logits.shape[-1] == 2:
+        return logits[:, 1] - logits[:, 0]
+    raise ConfigError(f"a cross-encoder needs 1 or 2 output labels, this model has {logits.shape[-1]}")
+
+
+class CrossEncoder:
+    """Pointwise reranker over a Hugging Face sequence-classification model."""
+
+    def __init__(
+        self,
+        model: str,
+        name: str = "cross_encoder",
+        depth: int = 100,
+        max_length: int | None = 512,
+        batch_size: int = 32,
+        dtype: str = "auto",
+        threads: int | None = 2,
+    ):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.name, self.depth, self.batch_size = name, depth, batch_size
+        self.folder = resolve_model(model)
+        check_cross_encoder(self.folder)
+        self.digest = weights_digest(self.folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
+        limit = int(getattr(self.model.config, "max_position_embeddings", 512))
+        self.max_length = min(max_length or limit, limit)
+        self.dtype = compute_dtype(dtype)
+        self.pairs_scored = 0
+        self.pairs_truncated = 0  # documents cut at max_length, counted over this reranker's life
+
+    def cache_identity(self) -> dict[str, str]:
+        """What decides the scores beyond the config: the weights and the compute dtype."""
+        return {"weights": self.digest, "compute_dtype": str(self.dtype).removeprefix("torch.")}
+
+    def provenance(self) -> dict[str, str]:
+        """Leaderboard columns that identify the model actually used."""
+        return {"reranker_model": str(self.folder.absolute()), "reranker_model_hash": self.digest}
+
+    def stats(self) -> dict[str, int]:
+        return {"pairs_scored": self.pairs_scored, "pairs_truncated": self.pairs_truncated}
+
+    def score(self, pairs: list[tuple[Query, Doc]]) -> list[float]:
+        if not pairs:
+            return []
+        queries = [q.text for q, _ in pairs]
+        docs = [doc_text(d) for _, d in pairs]
+        lengths = self.tokenizer(queries, docs, truncation=False)["input_ids"]
+        truncated = sum(len(ids) > self.max_length for ids in lengths)
+        if truncated:
+            log.info("%d of %d documents truncated at max_length=%d", truncated, len(pairs), self.max_length)
+        self.pairs_scored += len(pairs)
+        self.pairs_truncated += truncated
+        return score_pairs(self.model, self.tokenizer, queries, docs, self.max_length, self.batch_size, self.dtype)
+
+
+def score_pairs(
+    model, tokenizer, queries: list[str], docs: list[str], max_length: int, batch_size: int, dtype: torch.dtype
+) -> list[float]:
+    """Scores in input order, computed in length-sorted batches (longest first: memory peaks at once)."""
+    lengths = [len(q) + len(d) for q, d in zip(queries, docs, strict=True)]
+    order = sorted(range(len(queries)), key=lambda i: -lengths[i])
+    scores = np.empty(len(queries), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenize_pairs(tokenizer, [queries[i] for i in idx], [docs[i] for i in idx], max_length)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            scores[idx] = pair_scores(model(**batch).logits).numpy()
+    return scores.tolist()

@@ -1,0 +1,167 @@
+"""Cross-encoder training and reranking with real MiniLM weights on a tiny inline BEIR folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from harness.experiment import run_experiment
+from harness.models import resolve_model, weights_digest
+from harness.runfile import read_trec_run
+from harness.types import Doc, Query
+from rerankers.cross_encoder import CrossEncoder, NotACrossEncoder
+from rerankers.train import TrainConfig, train
+from tests.conftest import write_beir
+
+# Queries share words with several documents, so BM25 retrieves hard negatives for each.
+DOCS = [
+    {"_id": "d1", "title": "Goldfish", "text": "Goldfish grow as large as their tank allows."},
+    {"_id": "d2", "title": "Goldfish care", "text": "Goldfish kept in a small tank need clean water every day."},
+    {"_id": "d3", "title": "Cats", "text": "Cats sleep for most of the day, often sixteen hours."},
+    {"_id": "d4", "title": "Feeding cats", "text": "Most owners feed cats twice a day; kittens grow fast."},
+    {"_id": "d5", "title": "Wifi", "text": "Wifi and bluetooth are wireless radio standards."},
+    {"_id": "d6", "title": "Chargers", "text": "Wireless chargers use neither bluetooth nor wifi radio."},
+    {"_id": "d7", "title": "Tomatoes", "text": "Tomatoes grow best in warm sunny gardens with water."},
+    {"_id": "d8", "title": "Daylight", "text": "Day length changes how long plants grow and how cats sleep."},
+]
+QUERIES = [
+    {"_id": "q1", "text": "how large do goldfish grow in a tank"},
+    {"_id": "q2", "text": "how long do cats sleep in a day"},
+    {"_id": "q3", "text": "which wireless radio standards exist"},
+    {"_id": "q4", "text": "what do tomatoes need to grow"},
+]
+QRELS = [("q1", "d1", 1), ("q2", "d3", 1), ("q3", "d5", 1), ("q4", "d7", 1)]
+STEPS = 8  # 4 queries, 4 per batch: one step per epoch
+
+
+def tiny_config(root: Path, out: str, **changes) -> TrainConfig:
+    settings = {
+        "dataset": "scifact",
+        "overrides": [f"dataset.path={root / 'beir'}"],
+        "data_root": None,
+        "cache_dir": str(root / "cache"),
+        "max_length": 64,
+        "negatives": 2,
+        "negatives_depth": 10,
+        "batch_queries": 4,
+        "epochs": float(STEPS),
+        "lr": 1e-4,
+        "warmup": 0.0,
+        "checkpoint_every": 2,
+    }
+    return TrainConfig(out=str(root / out), **(settings | changes))
+
+
+def margin(folder: Path) -> float:
+    """Mean over queries of (positive's score - mean negative score) on the tiny set."""
+    model = CrossEncoder(str(folder), max_length=64)
+    docs = {d["_id"]: Doc(d["_id"], d["title"], d["text"]) for d in DOCS}
+    gaps = []
+    for q in QUERIES:
+        positive = next(d for qid, d, _ in QRELS if qid == q["_id"])
+        scores = model.score([(Query(q["_id"], q["text"]), docs[d]) for d in docs])
+        pos = scores[list(docs).index(positive)]
+        gaps.append(pos - (sum(scores) - pos) / (len(scores) - 1))
+    return sum(gaps) / len(gaps)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """One uninterrupted run, and one interrupted after 2 steps then resumed by the same call."""
+    root = tmp_path_factory.mktemp("ce")
+    write_beir(root / "beir", docs=DOCS, queries=QUERIES, qrels=QRELS)
+    train(tiny_config(root, "full"))
+    train(tiny_config(root, "resumed", max_steps=2))  # the "kill": stops after a checkpoint at step 2
+    early = root / "early"
+    early.mkdir()
+    for path in (root / "resumed").iterdir():
+        if path.is_file():
+            (early / path.name).write_bytes(path.read_bytes())
+    train(tiny_config(root, "resumed"))  # rerun: continues from the checkpoint
+    return {"root": root, "full": root / "full", "resumed": root / "resumed", "early": early}
+
+
+def record(folder: Path) -> dict:
+    return json.loads((folder / "training.json").read_text())
+
+
+def test_loss_falls_and_positive_rises(trained):
+    losses = record(trained["full"])["losses"]
+    assert len(losses) == STEPS
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.05
+    assert margin(trained["full"]) > margin(trained["early"]) and margin(trained["full"]) > 0
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(trained):
+    """The step counter goes on from the checkpoint; losses and weights equal the uninterrupted run's."""
+    early, resumed, full = record(trained["early"]), record(trained["resumed"]), record(trained["full"])
+    assert early["steps"] == 2 and not early["complete"]
+    assert resumed["steps"] == STEPS and resumed["complete"]
+    assert resumed["losses"] == pytest.approx(full["losses"], abs=1e-4)
+    a, b = load_file(trained["full"] / "model.safetensors"), load_file(trained["resumed"] / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+    assert resumed["base_digest"] == weights_digest(resolve_model("sentence-transformers/all-MiniLM-L6-v2"))
+    assert resumed["negatives_source"]["retriever"]["name"] == "bm25" and resumed["command"]
+
+
+def test_rerank_keeps_every_first_stage_document(trained, make_cfg, tmp_path: Path):
+    beir = trained["root"] / "beir"
+    first = run_experiment(make_cfg(f"dataset.path={beir}"))
+    bm25 = read_trec_run(first.run_dir / "run.trec")
+    for depth in (2, 100):  # 100: every query has fewer first-stage hits than the depth
+        model = f"reranker.model={trained['full']}"
+        outcome = run_experiment(
+            make_cfg(f"dataset.path={beir}", "reranker=cross_encoder", model, f"reranker.depth={depth}")
+        )
+        reranked = read_trec_run(outcome.run_dir / "run.trec")
+        for qid, hits in bm25.items():
+            assert sorted(d for d, _ in reranked[qid]) == sorted(d for d, _ in hits)
+            assert [d for d, _ in reranked[qid][depth:]] == [d for d, _ in hits[depth:]]  # tail untouched
+        assert outcome.row["reranker_model_hash"] == weights_digest(trained["full"])
+        assert outcome.row["reranker_model"] == str(trained["full"])
+        stats = json.loads((outcome.run_dir / "metrics.json").read_text())["reranker_stats"]
+        head = sum(min(depth, len(hits)) for hits in bm25.values())
+        cached = 0 if depth == 2 else sum(min(2, len(hits)) for hits in bm25.values())
+        assert stats["pairs_scored"] == head - cached  # the deeper run scores only pairs not in the cache
+    with open(tmp_path / "runs" / "leaderboard.csv", newline="") as f:
+        assert [r["reranker_model_hash"] for r in csv.DictReader(f)][-1] == weights_digest(trained["full"])
+    assert outcome.metrics["nDCG@10"] > 0.9  # the trained tiny model ranks its training positives first
+
+
+def test_long_documents_are_truncated_and_counted(tmp_path: Path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path)
+    model = CrossEncoder(str(tmp_path), max_length=16)
+    query = Query("q", "how large do goldfish grow")
+    head = "Goldfish grow as large as their tank allows."
+    pairs = [
+        (query, Doc("a", "", head + " filler" * 100)),
+        (query, Doc("b", "", head + " other words" * 100)),
+        (query, Doc("c", "", "Goldfish.")),
+    ]
+    scores = model.score(pairs)
+    assert model.pairs_truncated == 2 and model.pairs_scored == 3
+    assert scores[0] == pytest.approx(scores[1], abs=1e-3)  # only what lies past max_length differs
+    assert model.cache_identity()["weights"] == weights_digest(tmp_path)
+
+
+def test_folder_without_a_classification_head_is_refused():
+    folder = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    with pytest.raises(NotACrossEncoder, match=r"python -m rerankers\.train") as error:
+        CrossEncoder("sentence-transformers/all-MiniLM-L6-v2")
+    assert str(folder) in str(error.value) and "BertModel" in str(error.value)
+
+
+def test_two_label_models_score_the_log_odds():
+    from rerankers.cross_encoder import pair_scores
+
+    logits = torch.tensor([[0.5, 2.0], [1.0, -1.0]])
+    assert pair_scores(logits).tolist() == pytest.approx([1.5, -2.0])
