@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +15,20 @@ from omegaconf import DictConfig
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RANKBENCH_DATA_ROOT") or PROJECT.parent / "shared" / "data")
+
+
+def run_python(
+    *args: str, cwd: Path = PROJECT, env: dict[str, str] | None = None, timeout: int = 900, check: bool = True
+) -> subprocess.CompletedProcess:
+    """This venv's Python run as a user would, with the offline data root; ``check`` asserts it succeeded."""
+    full_env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA), **(env or {})}
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
 
 TINY_DOCS = [
     {"_id": "d1", "title": "Goldfish", "text": "Goldfish grow as large as their tank allows."},

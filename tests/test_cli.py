@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT, SHARED_DATA
+from harness.leaderboard import read_rows
+from tests.conftest import run_python
 
 
 def evaluate(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA), "IR_DATASETS_HOME": str(tmp_path / "irds")}
-    return subprocess.run(
-        [sys.executable, "evaluate.py", f"runs_dir={tmp_path / 'runs'}", *overrides],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    env = {"IR_DATASETS_HOME": str(tmp_path / "irds")}
+    return run_python("evaluate.py", f"runs_dir={tmp_path / 'runs'}", *overrides, env=env, check=False)
 
 
 @pytest.mark.parametrize(
@@ -50,11 +41,6 @@ def test_bad_measure_is_named(tmp_path: Path):
     assert result.returncode == 2 and "measures[1]='Bogus@3'" in result.stderr
 
 
-def rows(tmp_path: Path) -> list[dict[str, str]]:
-    with open(tmp_path / "runs" / "leaderboard.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 @pytest.mark.slow
 def test_scifact_bm25_matches_pyserini_reference(tmp_path: Path):
     """Pyserini BEIR 2CR: flat nDCG@10 0.6789, R@100 0.9253; multifield nDCG@10 0.6647, R@100 0.9076."""
@@ -65,7 +51,7 @@ def test_scifact_bm25_matches_pyserini_reference(tmp_path: Path):
     again = evaluate(tmp_path, "overwrite=true")
     assert again.returncode == 0, again.stderr[-3000:]
 
-    first, multifield, second = rows(tmp_path)
+    first, multifield, second = read_rows(tmp_path / "runs" / "leaderboard.csv")
     assert first["num_queries"] == "300" and first["dataset"] == "scifact"
     assert float(first["nDCG@10"]) == pytest.approx(0.6789, abs=0.003)
     assert float(first["R@100"]) == pytest.approx(0.9253, abs=0.005)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.datasets import load_dataset, natural_key
 from harness.errors import DatasetUnavailable
-from tests.conftest import PROJECT, SHARED_DATA, write_beir
+from tests.conftest import SHARED_DATA, run_python, write_beir
 
 
 def beir_cfg(name: str = "tiny", **extra) -> dict:
@@ -60,14 +58,8 @@ def load_in_subprocess(cfg: dict, data_root: str | None, irds_home: Path) -> sub
         "c = d.corpus\n"
         "print(json.dumps([len(d.queries), sum(map(len, d.qrels.values())), c.count_hint(), c.fingerprint]))"
     )
-    env = {**os.environ, "IR_DATASETS_HOME": str(irds_home)}
-    return subprocess.run(
-        [sys.executable, "-c", code, json.dumps(cfg), data_root or ""],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-    )
+    env = {"IR_DATASETS_HOME": str(irds_home)}
+    return run_python("-c", code, json.dumps(cfg), data_root or "", env=env, check=False)
 
 
 def test_unresolvable_offline_says_where_it_looked(tmp_path: Path):

@@ -5,15 +5,12 @@ One cache folder serves the module, so SciFact is encoded once (about a minute w
 
 from __future__ import annotations
 
-import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT, SHARED_DATA
+from harness.leaderboard import read_rows
+from tests.conftest import run_python
 
 
 @pytest.fixture(scope="module")
@@ -22,18 +19,9 @@ def runs(tmp_path_factory) -> Path:
 
 
 def evaluate(runs: Path, *overrides: str) -> dict[str, str]:
-    env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA)}
-    result = subprocess.run(
-        [sys.executable, "evaluate.py", f"runs_dir={runs}", *overrides],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(runs / "leaderboard.csv", newline="") as f:
-        return list(csv.DictReader(f))[-1]
+    """Run evaluate.py and return the leaderboard row it added."""
+    run_python("evaluate.py", f"runs_dir={runs}", *overrides, timeout=1200)
+    return read_rows(runs / "leaderboard.csv")[-1]
 
 
 @pytest.mark.slow

@@ -12,13 +12,9 @@ import yaml
 
 from harness.errors import DataError
 from harness.experiment import run_experiment
+from harness.leaderboard import read_rows
 from tests.conftest import TINY_DOCS, write_beir
 from tests.fakes import ScriptedLengthScorer
-
-
-def leaderboard_rows(runs: Path) -> list[dict[str, str]]:
-    with open(runs / "leaderboard.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_run_writes_outputs_and_a_leaderboard_row(make_cfg, tiny_beir: Path, tmp_path: Path):
@@ -35,7 +31,7 @@ def test_run_writes_outputs_and_a_leaderboard_row(make_cfg, tiny_beir: Path, tmp
     assert trec[0].split()[:4] == ["q1", "Q0", "d1", "1"]
     assert not any(line.split()[2] == "q2" and line.startswith("q2 ") for line in trec)  # BEIR remove_query
     assert yaml.safe_load((outcome.run_dir / "config.yaml").read_text())["retriever"]["k1"] == 0.9
-    [row] = leaderboard_rows(tmp_path / "runs")
+    [row] = read_rows(tmp_path / "runs" / "leaderboard.csv")
     assert row["system"] == "bm25" and row["dataset"] == "scifact" and row["num_queries"] == "3"
     assert row["config_hash"] == outcome.run_dir.name and float(row["peak_rss_mb"]) > 0
     assert float(row["nDCG@10"]) == pytest.approx(metrics["measures"]["nDCG@10"], abs=1e-4)
@@ -48,7 +44,7 @@ def test_existing_run_is_kept_unless_overwrite(make_cfg, tiny_beir: Path, tmp_pa
     redone = run_experiment(make_cfg(f"dataset.path={tiny_beir}", "overwrite=true"))
     assert redone.row is not None and redone.run_dir == first.run_dir
     assert float(redone.row["index_s"]) < 0.5 * float(first.row["index_s"])  # the index was reused
-    assert len(leaderboard_rows(tmp_path / "runs")) == 2
+    assert len(read_rows(tmp_path / "runs" / "leaderboard.csv")) == 2
 
 
 def test_max_queries_takes_the_first_in_qid_order(make_cfg, tiny_beir: Path, tmp_path: Path):
@@ -56,7 +52,7 @@ def test_max_queries_takes_the_first_in_qid_order(make_cfg, tiny_beir: Path, tmp
     part = run_experiment(make_cfg(f"dataset.path={tiny_beir}", "max_queries=2"))
     assert part.run_dir != full.run_dir  # part of the config hash
     assert {line.split()[0] for line in (part.run_dir / "run.trec").read_text().splitlines()} == {"q1", "q2"}
-    rows = leaderboard_rows(tmp_path / "runs")
+    rows = read_rows(tmp_path / "runs" / "leaderboard.csv")
     assert [(r["max_queries"], r["num_queries"]) for r in rows] == [("", "3"), ("2", "2")]
 
 

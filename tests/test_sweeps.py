@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -13,28 +12,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT, SHARED_DATA
+from harness.leaderboard import read_rows
+from tests.conftest import PROJECT, SHARED_DATA, run_python
 
 GRID = ["retriever=bm25,bm25_multifield", "retriever.k1=0.9,1.2"]  # 4 jobs
 
 
 def command(runs: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "evaluate.py", "-m", f"runs_dir={runs}", *overrides]
+    return ["evaluate.py", "-m", f"runs_dir={runs}", *overrides]
 
 
 def sweep(runs: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, float]:
-    env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA)}
     started = time.perf_counter()
-    result = subprocess.run(
-        command(runs, *overrides), cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_python(*command(runs, *overrides))
     return result, time.perf_counter() - started
 
 
 def rows(runs: Path) -> list[dict[str, str]]:
-    with open(runs / "leaderboard.csv", newline="") as f:
-        return list(csv.DictReader(f))
+    return read_rows(runs / "leaderboard.csv")
 
 
 def assert_intact(runs: Path, expected: int) -> None:
@@ -68,7 +63,7 @@ def test_kill_9_mid_sweep_then_resume(tmp_path: Path):
     env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA)}
     grid = [*GRID, "max_queries=150"]
     proc = subprocess.Popen(
-        command(runs, *grid),
+        [sys.executable, *command(runs, *grid)],
         cwd=PROJECT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -126,26 +121,13 @@ def test_optuna_tunes_on_train_and_refuses_test(tmp_path: Path):
     assert 0.3 <= results["best_params"]["retriever.k1"] <= 2.0 and 0.1 <= results["best_params"]["retriever.b"] <= 1.0
     assert {r["dataset"] for r in rows(runs)} == {"scifact-train"} and len(rows(runs)) == 3
     assert max(float(r["nDCG@10"]) for r in rows(runs)) == pytest.approx(results["best_value"], abs=1e-4)
-    refused = subprocess.run(
-        command(runs, "experiment=tune_bm25", "dataset=scifact", "hydra.sweeper.n_trials=1"),
-        cwd=PROJECT,
-        env={**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA)},
-        capture_output=True,
-        text=True,
+    refused = run_python(
+        *command(runs, "experiment=tune_bm25", "dataset=scifact", "hydra.sweeper.n_trials=1"), check=False
     )
     assert refused.returncode == 2 and "tuning is only offered on" in refused.stderr
 
 
 def test_sweep_with_default_runs_dir_writes_under_the_launch_folder(tmp_path: Path):
-    env = {**os.environ, "RANKBENCH_DATA_ROOT": str(SHARED_DATA)}
-    result = subprocess.run(
-        [sys.executable, str(PROJECT / "evaluate.py"), "-m", "retriever=bm25", "max_queries=3"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_python(str(PROJECT / "evaluate.py"), "-m", "retriever=bm25", "max_queries=3", cwd=tmp_path)
     [row] = rows(tmp_path / "runs")
     assert Path(row["run_path"]).is_absolute() and Path(row["run_path"]).is_relative_to(tmp_path / "runs")
