@@ -46,11 +46,11 @@ tune: $(STAMP)
 # A cross-encoder trained here (no cross-encoder ships on this machine): MiniLM + a fresh head on
 # SciFact train with BM25 hard negatives, 38 minutes of 2 CPU cores, then BM25 top-100 -> it on test.
 CE_MODEL := runs/models/ce-minilm-scifact
-CE_MAX_LENGTH := 160
+CE_MAX_LENGTH := 256
 train-ce: $(STAMP)
 	$(BIN)/python -m rerankers.train --out $(CE_MODEL) --max-length $(CE_MAX_LENGTH) --negatives 7 \
-		--negatives-depth 50 --batch-queries 4 --epochs 1.6 --lr 6e-5 --dev-queries 60 --dev-depth 20 \
-		--max-minutes 38 --checkpoint-every 25
+		--negatives-depth 50 --batch-queries 4 --epochs 4 --lr 5e-5 --dev-queries 60 --dev-depth 20 \
+		--max-minutes 38 --checkpoint-every 25 --dev-every 150
 
 eval-ce: $(STAMP)
 	$(BIN)/python evaluate.py reranker=cross_encoder reranker.model=$(CE_MODEL) \
