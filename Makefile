@@ -52,9 +52,14 @@ train-ce: $(STAMP)
 		--negatives-depth 50 --batch-queries 4 --epochs 4 --lr 5e-5 --dev-queries 60 --dev-depth 20 \
 		--max-minutes 38 --checkpoint-every 25 --dev-every 150
 
+# The model alone, then interpolated with BM25 at the weight chosen on the held-out train queries
+# (training.json: best_interpolation_weight); the second run reuses the cached scores.
+CE_WEIGHT = $$($(BIN)/python -c "import json; print(json.load(open('$(CE_MODEL)/training.json'))['dev'][-1]['best_interpolation_weight'])")
 eval-ce: $(STAMP)
 	$(BIN)/python evaluate.py reranker=cross_encoder reranker.model=$(CE_MODEL) \
 		reranker.max_length=$(CE_MAX_LENGTH) overwrite=true
+	$(BIN)/python evaluate.py reranker=cross_encoder reranker.model=$(CE_MODEL) \
+		reranker.max_length=$(CE_MAX_LENGTH) reranker.interpolate=$(CE_WEIGHT) overwrite=true
 
 bench-ce: $(STAMP)
 	$(BIN)/python benchmarks/cross_encoder.py --model $(CE_MODEL)

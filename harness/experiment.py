@@ -75,12 +75,14 @@ def second_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query], run: R
         return StageResult(run, 0.0)
     reranker = instantiate(cfg.reranker)
     if hasattr(reranker, "score"):
-        key = {"reranker": {k: v for k, v in _resolved(cfg, "reranker").items() if k != "depth"}}
+        score_free = {"depth", "interpolate"}  # they change the ranking, not the scores
+        key = {"reranker": {k: v for k, v in _resolved(cfg, "reranker").items() if k not in score_free}}
         if hasattr(reranker, "cache_identity"):  # e.g. the weights digest: a retrained folder keeps its name
             key["identity"] = reranker.cache_identity()
         scores = ScoreCache(Path(cfg.cache_dir) / "scores", {**key, "corpus": dataset.corpus.fingerprint})
         try:
-            run = rerank_pointwise(reranker, queries, run, dataset.corpus, cfg.reranker.depth, scores)
+            depth, weight = cfg.reranker.depth, cfg.reranker.get("interpolate")
+            run = rerank_pointwise(reranker, queries, run, dataset.corpus, depth, scores, weight)
         finally:
             scores.close()
     else:
@@ -142,6 +144,7 @@ def run_experiment(cfg: DictConfig) -> Outcome:
         "num_queries": len(queries),
         **{k: f"{v:.4f}" for k, v in aggregate.items()},
         **{k: f"{v:.3f}" for k, v in timings.items()},
+        **{f"rerank_{k}": v for k, v in second.stats.items() if isinstance(v, int | float)},  # e.g. LLM calls, tokens
         "peak_rss_mb": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
         "run_path": str(run_dir),
     }

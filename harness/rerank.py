@@ -3,6 +3,7 @@
 A scorer only turns (query, document) pairs into scores. This driver reranks the top
 ``depth`` hits of each query, fetches cached scores first and scores only the missing pairs,
 and keeps every hit below the depth in its first-stage order beneath the reranked ones.
+With ``interpolate`` the head is ordered by a weighted sum of reranker and first-stage scores.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Protocol
 from tqdm import tqdm
 
 from harness.errors import DataError
+from harness.fusion import normalize
 from harness.score_cache import ScoreCache
 from harness.types import Corpus, Doc, Query, Run
 
@@ -21,7 +23,13 @@ class PointwiseScorer(Protocol):
 
 
 def rerank_pointwise(
-    scorer: PointwiseScorer, queries: list[Query], run: Run, corpus: Corpus, depth: int, cache: ScoreCache
+    scorer: PointwiseScorer,
+    queries: list[Query],
+    run: Run,
+    corpus: Corpus,
+    depth: int,
+    cache: ScoreCache,
+    interpolate: float | None = None,
 ) -> Run:
     wanted = {docid for q in queries for docid, _ in run.get(q.qid, [])[:depth]}
     docs = corpus.get_many(wanted)
@@ -37,11 +45,23 @@ def rerank_pointwise(
             fresh = dict(zip(todo, scorer.score([(query, docs[d]) for d in todo]), strict=True))
             cache.put(query.qid, query.text, fresh)
             scores.update(fresh)
-        top = sorted(head, key=lambda d: -scores[d])  # stable: ties keep first-stage order
-        reranked[query.qid] = [(d, scores[d]) for d in top] + _beneath(tail, min(scores.values(), default=0.0))
+        final = interpolated(scores, hits[:depth], interpolate) if interpolate else scores
+        top = sorted(head, key=lambda d: -final[d])  # stable: ties keep first-stage order
+        reranked[query.qid] = [(d, final[d]) for d in top] + beneath(tail, min(final.values(), default=0.0))
     return reranked
 
 
-def _beneath(tail: list[tuple[str, float]], floor: float) -> list[tuple[str, float]]:
+def interpolated(scores: dict[str, float], first: list[tuple[str, float]], weight: float) -> dict[str, float]:
+    """(1 - weight) z(reranker) + weight z(first stage), z-scores per query over the reranked head.
+
+    A reranker trained on little data knows things the first stage does not and misses some it
+    knows; a weighted sum keeps both (BERT-era rerankers were routinely interpolated with BM25).
+    """
+    z_rerank, _ = normalize(list(scores.items()), "zscore")
+    z_first, _ = normalize(first, "zscore")
+    return {d: (1 - weight) * z_rerank[d] + weight * z_first[d] for d in z_rerank}
+
+
+def beneath(tail: list[tuple[str, float]], floor: float) -> list[tuple[str, float]]:
     """First-stage order below the reranked head, with scores that keep that order."""
     return [(docid, floor - 1.0 - i) for i, (docid, _) in enumerate(tail)]

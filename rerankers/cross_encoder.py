@@ -79,11 +79,14 @@ class CrossEncoder:
         batch_size: int = 32,
         dtype: str = "auto",
         threads: int | None = 2,
+        interpolate: float | None = None,
     ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
+        if interpolate is not None and not 0 <= interpolate <= 1:
+            raise ConfigError(f"reranker.interpolate must be null or a weight in [0, 1], got {interpolate}")
         self.name, self.depth, self.batch_size = name, depth, batch_size
         self.folder = resolve_model(model)
         check_cross_encoder(self.folder)

@@ -38,6 +38,7 @@ from harness.datasets import load_dataset
 from harness.errors import ConfigError
 from harness.metrics import evaluate, parse_measures
 from harness.models import resolve_model, weights_digest
+from harness.rerank import interpolated
 from harness.stages import first_stage_run, resolved
 from harness.types import Run
 from rerankers.cross_encoder import doc_text, pair_scores, score_pairs, tokenize_pairs
@@ -115,15 +116,19 @@ def batch_at(train: list[Example], step: int, batch_queries: int, seed: int) -> 
     return epoch, order[position * batch_queries : (position + 1) * batch_queries]
 
 
-def dev_ndcg(model, tokenizer, dataset, run: Run, dev: list[Example], cfg: TrainConfig, dtype) -> dict[str, float]:
-    """nDCG@10 on held-out train queries: BM25 alone and reranked at ``dev_depth`` (tail kept)."""
+INTERPOLATION_GRID = [round(0.1 * i, 1) for i in range(10)]
+
+
+def dev_ndcg(model, tokenizer, dataset, run: Run, dev: list[Example], cfg: TrainConfig, dtype) -> dict[str, Any]:
+    """nDCG@10 on held-out train queries: BM25 alone, reranked at ``dev_depth`` (tail kept), and
+    reranked with each first-stage interpolation weight of the grid (so a weight is chosen on dev)."""
     queries = {q.qid: q.text for q in dataset.queries}
     qrels = {e.qid: dataset.qrels[e.qid] for e in dev}
-    heads = {e.qid: [d for d, _ in run.get(e.qid, [])[: cfg.dev_depth]] for e in dev}
-    docs = dataset.corpus.get_many({d for head in heads.values() for d in head})
-    pairs = [(qid, d) for qid, head in heads.items() for d in head]
+    heads = {e.qid: run.get(e.qid, [])[: cfg.dev_depth] for e in dev}
+    docs = dataset.corpus.get_many({d for head in heads.values() for d, _ in head})
+    pairs = [(qid, d) for qid, head in heads.items() for d, _ in head]
     model.eval()
-    scores = score_pairs(
+    flat = score_pairs(
         model,
         tokenizer,
         [queries[q] for q, _ in pairs],
@@ -133,14 +138,27 @@ def dev_ndcg(model, tokenizer, dataset, run: Run, dev: list[Example], cfg: Train
         dtype,
     )
     model.train()
-    reranked: Run = {qid: [] for qid in heads}
-    for (qid, d), s in zip(pairs, scores, strict=True):
-        reranked[qid].append((d, s + 1e6))  # above every tail score
-    for qid in heads:
-        reranked[qid] += run.get(qid, [])[cfg.dev_depth :]
+    scores: dict[str, dict[str, float]] = {qid: {} for qid in heads}
+    for (qid, d), s in zip(pairs, flat, strict=True):
+        scores[qid][d] = s
     measure = parse_measures(["nDCG@10"])
+
+    def ndcg(weight: float) -> float:
+        reranked: Run = {}
+        for qid, head in heads.items():
+            final = interpolated(scores[qid], head, weight) if weight else scores[qid]
+            top = sorted(final.items(), key=lambda item: -item[1])
+            reranked[qid] = [(d, s + 1e6) for d, s in top] + run.get(qid, [])[cfg.dev_depth :]  # above the tail
+        return evaluate(reranked, qrels, measure)[0]["nDCG@10"]
+
+    by_weight = {w: ndcg(w) for w in INTERPOLATION_GRID}
     base = evaluate({qid: run.get(qid, []) for qid in heads}, qrels, measure)[0]["nDCG@10"]
-    return {"dev_ndcg@10_first_stage": base, "dev_ndcg@10_reranked": evaluate(reranked, qrels, measure)[0]["nDCG@10"]}
+    return {
+        "dev_ndcg@10_first_stage": base,
+        "dev_ndcg@10_reranked": by_weight[0.0],
+        "dev_ndcg@10_by_interpolation_weight": by_weight,
+        "best_interpolation_weight": max(by_weight, key=by_weight.get),
+    }
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
