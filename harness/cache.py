@@ -32,7 +32,8 @@ def key_hash(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """BLAKE2 of one file's bytes."""
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -42,7 +43,7 @@ def _digest(path: Path) -> str:
 
 def _file_table(folder: Path) -> dict[str, dict[str, Any]]:
     return {
-        str(p.relative_to(folder)): {"size": p.stat().st_size, "blake2b": _digest(p)}
+        str(p.relative_to(folder)): {"size": p.stat().st_size, "blake2b": file_digest(p)}
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }

