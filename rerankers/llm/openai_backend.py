@@ -79,9 +79,6 @@ class OpenAIBackend:
     def identity(self) -> dict[str, str]:
         return {"backend": self.name, "model": self.model, "base_url": self.base_url}
 
-    def close(self) -> None:
-        self._client.close()
-
     def count_tokens(self, text: str) -> int:
         if self._tokenizer is None:
             return -(-3 * len(text.split()) // 2)
@@ -106,15 +103,12 @@ class OpenAIBackend:
         except (KeyError, IndexError, TypeError):
             raise LLMCallFailed(f"POST {self.url}: no choices[0].message.content in {self._excerpt(data)}") from None
         usage = data.get("usage") or {}
-        prompt_tokens = usage.get("prompt_tokens")
-        completion_tokens = usage.get("completion_tokens")
-        return Completion(
-            text=text,
-            prompt_tokens=prompt_tokens
-            if prompt_tokens is not None
-            else sum(self.count_tokens(m["content"]) for m in messages),
-            completion_tokens=completion_tokens if completion_tokens is not None else self.count_tokens(text),
-        )
+        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if prompt_tokens is None:  # not every server reports usage: count it here (chat template excluded)
+            prompt_tokens = sum(self.count_tokens(m["content"]) for m in messages)
+        if completion_tokens is None:
+            completion_tokens = self.count_tokens(text)
+        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         """The response JSON of the first try that succeeds; retries only what may pass when repeated."""
