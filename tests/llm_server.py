@@ -86,6 +86,7 @@ class LlamaServer:
             *("--model", str(self.model), "--model_alias", SMOLLM2_ALIAS),
             *("--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx)),
             *("--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)),
+            *("--logits_all", "false"),  # default true copies every prompt position's logits: +5 s per 1,500 tokens
             *(("--api_key", self.api_key) if self.api_key else ()),
         ]
         with open(self.log_path, "wb") as log:
