@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from tests.llm_server import LlamaServer
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RANKBENCH_DATA_ROOT") or PROJECT.parent / "shared" / "data")
@@ -72,3 +74,24 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
             )
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[LlamaServer]:
+    """One llama.cpp server (SmolLM2-135M) shared by the session; ``.base_url`` is its /v1 root. Never stop it."""
+    with LlamaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def start_llm_server() -> Iterator[Callable[..., LlamaServer]]:
+    """Start a server of this test's own (``LlamaServer`` arguments, e.g. api_key=...); the test may ``.stop()`` it."""
+    servers: list[LlamaServer] = []
+
+    def _start(**kwargs) -> LlamaServer:
+        servers.append(LlamaServer(**kwargs).start())
+        return servers[-1]
+
+    yield _start
+    for server in servers:
+        server.stop()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 from harness.types import Doc, Query
@@ -18,3 +21,45 @@ class ScriptedLengthScorer:
     def score(self, pairs: list[tuple[Query, Doc]]) -> list[float]:
         ScriptedLengthScorer.calls += [(q.qid, d.docid) for q, d in pairs]
         return [float(len(d.text)) for _, d in pairs]
+
+
+class ScriptedStatusServer:
+    """A scripted fake HTTP endpoint for pure retry logic: no model runs here.
+
+    A real server cannot be made to answer 429 or 503 on demand, so this one (stdlib
+    ``http.server`` in a thread, on a free loopback port) answers each POST with the next
+    ``(status, headers, body)`` of its script and records every request's headers and JSON.
+    """
+
+    def __init__(self, script: list[tuple[int, dict[str, str], dict]]) -> None:
+        self.script = list(script)
+        self.requests: list[tuple[dict[str, str], dict]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append((dict(self.headers), body))
+                status, headers, reply = fake.script.pop(0)
+                payload = json.dumps(reply).encode()
+                self.send_response(status)
+                for name, value in {**headers, "Content-Type": "application/json"}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._server.server_port}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedStatusServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
