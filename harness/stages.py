@@ -64,13 +64,16 @@ def queries_digest(queries: list[Query]) -> str:
 
 def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path) -> StageResult:
     """The retriever's run, from the stage cache when this exact first stage ran before."""
+    retriever_class = get_class(retriever_cfg._target_)
     key = {
         "kind": "first-stage-run",
         "retriever": resolved(retriever_cfg),
-        "code": getattr(get_class(retriever_cfg._target_), "CACHE_VERSION", 0),
+        "code": getattr(retriever_class, "CACHE_VERSION", 0),
         "corpus": corpus.fingerprint,
         "queries": queries_digest(queries),
     }
+    if hasattr(retriever_class, "cache_identity"):  # content the config only names (a model folder trained here)
+        key["identity"] = retriever_class.cache_identity(retriever_cfg)
     root = cache_dir / "first-stage"
     started = time.perf_counter()
     with cache.locked(root, key):

@@ -1,0 +1,345 @@
+"""Train a generative retriever for one corpus: ``python -m retrievers.train_generative --out runs/models/gen``.
+
+A generative retriever memorises its corpus: the model learns to spell each document's id
+from the document itself (indexing examples: title + text), from pseudo-queries cut from it
+(its first sentence, its title, ``spans`` random word spans; seeded) and, when the dataset is a
+train split (``dataset=scifact-train``), from the judged train queries. Test qrels are never
+trained on. A held-out slice (``eval_size`` train queries when there are any, else one unseen
+random span per document) reports Hits@1/Hits@10 under constrained beam search as training goes.
+
+Checkpoints, resume and budgets follow ``rerankers.train``: every ``checkpoint_every`` steps the
+model, optimiser, scheduler, RNG states and step go atomically to ``<out>/checkpoint/state.pt``;
+rerunning the same command continues there (other learned settings are refused); batches are a
+pure function of (seed, epoch). ``max_minutes`` bounds all sessions together, ``max_steps`` stops
+early; either way the model folder and ``training.json`` are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import re
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose, initialize_config_dir
+from tqdm import tqdm
+
+from harness.cache import write_text_atomic
+from harness.datasets import Dataset, load_dataset
+from harness.errors import ConfigError
+from harness.models import resolve_model, weights_digest
+from harness.types import Doc
+from rerankers.train import _restore_rng, _rng_state, _save_checkpoint
+from retrievers.docids import DocIdMap, build_docids, scheme_settings
+from retrievers.encoder import compute_dtype
+from retrievers.generative_model import WEIGHTS_FILE, GenerativeRetriever
+
+log = logging.getLogger(__name__)
+
+PROJECT = Path(__file__).resolve().parent.parent
+RUNTIME = {"out", "max_minutes", "max_steps", "checkpoint_every", "eval_every", "threads", "cache_dir", "data_root"}
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    base: str = "sentence-transformers/all-MiniLM-L6-v2"
+    dataset: str = "scifact-train"
+    overrides: list[str] = field(default_factory=list)  # extra Hydra overrides, e.g. dataset.path=...
+    docids: str = "semantic"
+    k: int = 10  # semantic: clusters per level
+    max_leaf: int | None = None  # semantic: largest cluster numbered directly (default k)
+    max_depth: int = 8  # semantic: levels, the leaf position included
+    position_aware: bool = True  # NCI: (level, value) pairs are distinct tokens
+    spans: int = 2  # random-span pseudo-queries per document
+    span_words: int = 12
+    train_queries: bool | None = None  # None: use the judged queries when the dataset's split is train
+    eval_size: int = 100
+    max_length: int = 64
+    batch_size: int = 32
+    epochs: float = 10.0
+    lr: float = 1e-4  # encoder
+    decoder_lr: float = 1e-3  # fresh decoder: it starts from nothing
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    clip: float = 1.0
+    decoder_layers: int = 2
+    seed: int = 13
+    dtype: str = "auto"
+    threads: int = 2
+    checkpoint_every: int = 100
+    eval_every: int = 0  # 0: evaluate only at the end
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    cache_dir: str = "runs/cache"
+    data_root: str | None = os.environ.get("RANKBENCH_DATA_ROOT")
+
+    def learned(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in RUNTIME}
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    target: int  # row of the id map
+    source: str  # indexing | first_sentence | title | span | query
+
+
+def load(cfg: TrainConfig) -> tuple[Dataset, bool]:
+    """The dataset and whether its judged queries may be trained on (only a train split's)."""
+    overrides = [f"dataset={cfg.dataset}", f"data_root={cfg.data_root or 'null'}", *cfg.overrides]
+    with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
+        hcfg = compose("config", overrides=overrides)
+    is_train = hcfg.dataset.split == "train"
+    if cfg.train_queries and not is_train:
+        raise ConfigError(f"--train-queries: dataset {cfg.dataset} has split {hcfg.dataset.split!r}, not train")
+    return load_dataset(hcfg.dataset, hcfg.data_root), is_train if cfg.train_queries is None else cfg.train_queries
+
+
+def doc_text(doc: Doc) -> str:
+    return f"{doc.title} {doc.text}".strip()
+
+
+def first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+
+
+def random_span(words: list[str], length: int, rng: random.Random) -> str:
+    start = rng.randrange(max(1, len(words) - length + 1))
+    return " ".join(words[start : start + length])
+
+
+def document_examples(docs: list[Doc], cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
+    """(training examples, held-out spans): indexing text, first sentence, title, random spans; seeded."""
+    train, held_out = [], []
+    for row, doc in enumerate(docs):
+        rng = random.Random(f"{cfg.seed}-{doc.docid}")
+        words = doc.text.split()
+        train.append(Example(doc_text(doc), row, "indexing"))
+        if (first := first_sentence(doc.text)) and first != doc.text.strip():
+            train.append(Example(first, row, "first_sentence"))
+        if doc.title.strip():
+            train.append(Example(doc.title, row, "title"))
+        if words:
+            train += [Example(random_span(words, cfg.span_words, rng), row, "span") for _ in range(cfg.spans)]
+            held_out.append(Example(random_span(words, cfg.span_words, rng), row, "span"))
+    return train, held_out
+
+
+def query_examples(dataset: Dataset, rows: dict[str, int]) -> list[Example]:
+    """One example per (judged query, relevant document)."""
+    text = {q.qid: q.text for q in dataset.queries}
+    return [
+        Example(text[qid], rows[docid], "query")
+        for qid, judged in dataset.qrels.items()
+        for docid, grade in judged.items()
+        if grade > 0 and docid in rows and text.get(qid, "").strip()
+    ]
+
+
+def split_examples(
+    dataset: Dataset, docids: DocIdMap, use_queries: bool, cfg: TrainConfig
+) -> tuple[list[Example], list[Example]]:
+    """(train, held-out): held-out train queries when they are used, else unseen random spans."""
+    docs_by_id = dataset.corpus.get_many(set(docids.docids))
+    docs = [docs_by_id[d] for d in docids.docids]
+    train, spans = document_examples(docs, cfg)
+    random.Random(f"{cfg.seed}-held-out").shuffle(spans)
+    if not use_queries:
+        return train, spans[: cfg.eval_size]
+    queries = query_examples(dataset, {d: i for i, d in enumerate(docids.docids)})
+    texts = sorted({e.text for e in queries})
+    random.Random(f"{cfg.seed}-held-out").shuffle(texts)
+    held = set(texts[: cfg.eval_size])
+    return train + [e for e in queries if e.text not in held], [e for e in queries if e.text in held]
+
+
+def batch_at(train: list[Example], step: int, batch_size: int, seed: int) -> tuple[int, list[Example]]:
+    """(epoch, examples) of ``step``: a pure function of the seed, so a resume sees the same batches."""
+    per_epoch = math.ceil(len(train) / batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = list(train)
+    random.Random(f"{seed}-{epoch}").shuffle(order)
+    return epoch, order[position * batch_size : (position + 1) * batch_size]
+
+
+def hits(model: GenerativeRetriever, examples: list[Example], beam_size: int = 10) -> dict[str, float]:
+    """Hits@1 and Hits@10 under constrained beam search (a text may have several relevant documents)."""
+    if not examples:
+        return {}
+    relevant: dict[str, set[int]] = {}
+    for e in examples:
+        relevant.setdefault(e.text, set()).add(e.target)
+    texts = list(relevant)
+    found = model.search(texts, min(10, model.trie.size), max(beam_size, min(10, model.trie.size)))
+    at = {n: sum(bool({d for d, _ in f[:n]} & relevant[t]) for t, f in zip(texts, found, strict=True)) for n in (1, 10)}
+    return {"hits@1": at[1] / len(texts), "hits@10": at[10] / len(texts), "texts": len(texts)}
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) and save the model folder; returns what training.json records."""
+    from transformers import get_linear_schedule_with_warmup
+
+    session_start = time.perf_counter()
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    checkpoint = out / "checkpoint" / "state.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+
+    dataset, use_queries = load(cfg)
+    settings = scheme_settings(cfg.docids, cfg.k, cfg.max_leaf, cfg.max_depth)
+    docids = build_docids(dataset.corpus, cfg.docids, settings, cfg.seed, Path(cfg.cache_dir))
+    train_set, held_out = split_examples(dataset, docids, use_queries, cfg)
+    per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total = max(1, round(cfg.epochs * per_epoch))
+    stop_at = min(total, cfg.max_steps) if cfg.max_steps else total
+
+    base = resolve_model(cfg.base)
+    torch.manual_seed(cfg.seed)  # the fresh decoder's initial weights
+    model = GenerativeRetriever.fresh(
+        base, cfg.base, docids, cfg.position_aware, max_length=cfg.max_length, decoder_layers=cfg.decoder_layers
+    )
+    dtype = compute_dtype(cfg.dtype)
+    decoder_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    optimizer = torch.optim.AdamW(
+        [{"params": model.encoder.parameters()}, {"params": decoder_params, "lr": cfg.decoder_lr}],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup * total), total)
+
+    state: dict[str, Any] = {"step": 0, "wall_s": 0.0, "losses": [], "evals": []}
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["config"] != cfg.learned():
+            changed = sorted(k for k in cfg.learned() if saved["config"].get(k) != cfg.learned()[k])
+            raise ConfigError(f"{checkpoint} was written with other settings ({', '.join(changed)}); use another --out")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        _restore_rng(saved["rng"])
+        state = {k: saved[k] for k in state}
+        log.info("resuming %s at step %d of %d", out, state["step"], total)
+
+    clock = [session_start]
+
+    def save(step: int) -> None:
+        state["step"] = step
+        state["wall_s"] += time.perf_counter() - clock[0]
+        clock[0] = time.perf_counter()
+        snapshot = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        snapshot |= {"scheduler": scheduler.state_dict(), "rng": _rng_state(), "config": cfg.learned(), **state}
+        _save_checkpoint(checkpoint, snapshot)
+
+    def evaluate(step: int) -> None:
+        state["evals"].append({"step": step, **hits(model, held_out)})
+        log.info("held-out at step %d: %s", step, state["evals"][-1])
+
+    model.train()
+    step = state["step"]
+    deadline = session_start + cfg.max_minutes * 60 - state["wall_s"] if cfg.max_minutes else math.inf
+    running = None
+    with tqdm(total=stop_at, initial=step, unit="step", desc="train") as bar:
+        while step < stop_at and time.perf_counter() < deadline:
+            epoch, batch = batch_at(train_set, step, cfg.batch_size, cfg.seed)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                loss = model.loss([e.text for e in batch], [e.target for e in batch])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            state["losses"].append(loss.item())
+            running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+            bar.set_postfix(loss=f"{running:.4f}", epoch=epoch)
+            bar.update()
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < stop_at:
+                evaluate(step)
+            if step % cfg.checkpoint_every == 0:
+                save(step)
+    evaluate(step)
+    save(step)
+    model.save(out)
+    record = training_record(cfg, dataset, docids, base, train_set, held_out, state, total, dtype)
+    write_text_atomic(out / "training.json", json.dumps(record, indent=2) + "\n")
+    log.info("saved %s (step %d of %d, %.0f s)", out, step, total, state["wall_s"])
+    return record
+
+
+def training_record(cfg, dataset, docids, base, train_set, held_out, state, total, dtype) -> dict[str, Any]:
+    """What training.json records: data, id scheme, corpus fingerprint, seed, time, losses, evaluations."""
+    tail = state["losses"][-20:]
+    sources: dict[str, int] = {}
+    for e in train_set:
+        sources[e.source] = sources.get(e.source, 0) + 1
+    return {
+        "base_model": cfg.base,
+        "base_digest": weights_digest(base),
+        "dataset": cfg.dataset,
+        "dataset_source": dataset.source,
+        "corpus_fingerprint": dataset.corpus.fingerprint,
+        "documents": len(docids.docids),
+        "docids": {"scheme": docids.scheme, "settings": docids.settings, "digest": docids.digest},
+        "id_length_max": max(map(len, docids.ids)),
+        "train_examples": sources,
+        "held_out": {"examples": len(held_out), "source": held_out[0].source if held_out else None},
+        "hyperparameters": cfg.learned(),
+        "seed": cfg.seed,
+        "compute_dtype": str(dtype).removeprefix("torch."),
+        "steps": state["step"],
+        "total_steps": total,
+        "complete": state["step"] >= total,
+        "wall_s": round(state["wall_s"], 1),
+        "final_loss": sum(tail) / len(tail) if tail else None,
+        "evals": state["evals"],
+        "losses": [round(v, 5) for v in state["losses"]],
+        "model_bytes": (Path(cfg.out) / WEIGHTS_FILE).stat().st_size,
+        "command": shlex.join([Path(sys.executable).name, "-m", "retrievers.train_generative", *sys.argv[1:]]),
+        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
+    }
+
+
+def _flag_type(name: str, value: Any):
+    if name in ("max_minutes",):
+        return float
+    if name in ("max_leaf", "max_steps"):
+        return int
+    if name == "data_root":
+        return str
+    if isinstance(value, bool) or name == "train_queries":
+        return lambda s: {"true": True, "false": False, "none": None}[s.lower()]
+    return type(value)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m retrievers.train_generative", description=__doc__.split("\n")[0])
+    for name, value in asdict(TrainConfig(out="")).items():
+        flag = "--" + name.replace("_", "-")
+        if name == "out":
+            parser.add_argument(flag, required=True, help="model folder to write (and resume)")
+        elif name == "overrides":
+            parser.add_argument(flag, nargs="*", default=[], help="Hydra overrides for the dataset, e.g. dataset.path=")
+        else:
+            parser.add_argument(flag, type=_flag_type(name, value), default=value, help=f"default {value}")
+    return TrainConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    record = train(parse_args(argv))
+    print(json.dumps({k: record[k] for k in ("steps", "total_steps", "wall_s", "final_loss", "evals")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Generative retrieval with the real all-MiniLM-L6-v2 encoder, trained here on a 24-document corpus (CPU, 1 thread)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.datasets import BeirCorpus
+from harness.errors import ConfigError
+from harness.experiment import run_experiment
+from harness.readers import BeirSource
+from harness.runfile import read_trec_run
+from harness.types import Doc, Query
+from retrievers.docids import build_docids
+from retrievers.generative import Generative
+from retrievers.generative_model import GenerativeRetriever
+from retrievers.train_generative import Example, TrainConfig, doc_text, hits, load, split_examples, train
+from tests.conftest import run_python, write_beir
+from tests.generative_corpus import DOCS, QRELS, QUERIES
+
+DOCIDS = [d["_id"] for d in DOCS]
+# Small and fast: short inputs, one batch covers all 24 documents, no warm-up; 30 steps reach Hits@1 = 1.0.
+FAST = {"max_length": 24, "batch_size": 24, "spans": 0, "warmup": 0.0, "lr": 3e-4, "decoder_lr": 3e-3}
+FAST |= {"threads": 1, "dtype": "float32", "eval_size": 4, "epochs": 100.0}
+
+
+def config(beir: Path, out: Path, cache: Path, **changes) -> TrainConfig:
+    where = {"dataset": "scifact", "overrides": [f"dataset.path={beir}"], "cache_dir": str(cache)}
+    return TrainConfig(out=str(out), **(where | FAST | changes))
+
+
+@pytest.fixture(scope="module")
+def beir(tmp_path_factory) -> Path:
+    return write_beir(tmp_path_factory.mktemp("data") / "gen", docs=DOCS, queries=QUERIES, qrels=QRELS)
+
+
+@pytest.fixture(scope="module")
+def trained(beir: Path, tmp_path_factory) -> Path:
+    """Semantic ids (k=4: three levels), 30 steps on the documents' own texts, titles and first sentences."""
+    root = tmp_path_factory.mktemp("model")
+    train(config(beir, root / "gen", root / "cache", docids="semantic", k=4, max_steps=30, checkpoint_every=30))
+    return root / "gen"
+
+
+def test_training_memorises_every_document(trained: Path):
+    model = GenerativeRetriever.load(trained)
+    indexing = [Example(doc_text(Doc(d["_id"], d["title"], d["text"])), i, "indexing") for i, d in enumerate(DOCS)]
+    assert model.docids.docids == DOCIDS
+    assert hits(model, indexing)["hits@1"] == 1.0
+    record = json.loads((trained / "training.json").read_text())
+    assert record["steps"] == 30 and len(record["losses"]) == 30
+    assert record["losses"][-1] < record["losses"][0] / 4
+    assert record["corpus_fingerprint"] == model.docids.corpus_fingerprint
+    assert record["docids"]["scheme"] == "semantic" and record["id_length_max"] >= 3
+    assert "query" not in record["train_examples"]  # a test split's judged queries are never trained on
+    assert record["evals"][-1]["step"] == 30 and "hits@10" in record["evals"][-1]
+
+
+def test_end_to_end_run_has_only_corpus_docids(trained: Path, beir: Path, make_cfg):
+    cfg = make_cfg(f"dataset.path={beir}", "retriever=generative", f"retriever.model={trained}", "retriever.threads=1")
+    outcome = run_experiment(cfg)
+    run = read_trec_run(outcome.run_dir / "run.trec")
+    assert set(run) == {q["_id"] for q in QUERIES}
+    for ranked in run.values():
+        docids = [d for d, _ in ranked]
+        assert len(docids) == len(DOCS) and set(docids) == set(DOCIDS)  # hits=100 clipped to the corpus
+    assert run["t1"][0][0] == "doc00"  # "how big do goldfish get": the Goldfish document
+    assert outcome.metrics["R@100"] == 1.0
+
+
+def test_hits_beyond_the_corpus_are_clipped_and_beam_checked(trained: Path, beir: Path, caplog):
+    corpus = BeirCorpus(BeirSource(beir))
+    retriever = Generative(model=str(trained), hits=1000, threads=1)
+    with caplog.at_level(logging.WARNING):
+        retriever.index(corpus, beir)
+    assert "retriever.hits=1000 exceeds the corpus' 24 documents" in caplog.text
+    run = retriever.retrieve([Query("x", "volcano lava"), Query("empty", " ")])
+    assert len(run["x"]) == 24 and len({d for d, _ in run["x"]}) == 24 and run["empty"] == []
+    with pytest.raises(ConfigError, match=r"retriever.beam_size=2 must be >= retriever.hits=5"):
+        Generative(model=str(trained), hits=5, beam_size=2).index(corpus, beir)
+
+
+def test_a_model_of_another_corpus_is_refused(trained: Path, tmp_path: Path):
+    docs = [*DOCS[:-1], {**DOCS[-1], "text": "Telescopes changed."}]
+    other = BeirCorpus(BeirSource(write_beir(tmp_path / "other", docs=docs)))
+    with pytest.raises(ConfigError, match=rf"retriever.model={trained} was trained on corpus sha256:"):
+        Generative(model=str(trained), threads=1).index(other, tmp_path)
+
+
+def test_a_folder_that_is_not_a_generative_model_is_refused(tmp_path: Path, make_cfg, beir: Path):
+    with pytest.raises(ConfigError, match=r"retriever\.model=.*has no generative\.json"):
+        run_experiment(make_cfg(f"dataset.path={beir}", "retriever=generative", f"retriever.model={tmp_path}"))
+    with pytest.raises(ConfigError, match=r"retriever\.model is required"):
+        Generative(model=None)
+
+
+def test_resume_equals_an_uninterrupted_run_and_other_settings_are_refused(beir: Path, tmp_path: Path):
+    """3 steps by the CLI, then 3 more in a new session, against 6 in one go (atomic ids, 16 tokens)."""
+    small = {"docids": "atomic", "max_length": 16, "checkpoint_every": 3, "eval_size": 2}
+    whole = train(config(beir, tmp_path / "whole", tmp_path / "cache", max_steps=6, **small))
+    cli = ["--out", str(tmp_path / "split"), "--dataset", "scifact", "--overrides", f"dataset.path={beir}"]
+    cli += ["--cache-dir", str(tmp_path / "cache"), "--max-steps", "3", "--max-length", "16", "--docids", "atomic"]
+    flags = {k: v for k, v in FAST.items() if k != "max_length"} | {"checkpoint_every": 3, "eval_size": 2}
+    cli += [arg for k, v in flags.items() for arg in (f"--{k.replace('_', '-')}", str(v))]
+    run_python("-m", "retrievers.train_generative", *cli, timeout=300)
+    first = json.loads((tmp_path / "split" / "training.json").read_text())
+    assert first["steps"] == 3 and "retrievers.train_generative --out" in first["command"]
+    resumed = train(config(beir, tmp_path / "split", tmp_path / "cache", max_steps=6, **small))
+    assert resumed["losses"] == pytest.approx(whole["losses"], abs=1e-4)
+    a, b = (GenerativeRetriever.load(tmp_path / name).state_dict() for name in ("whole", "split"))
+    assert all(torch.allclose(a[key], b[key], atol=1e-4) for key in a)
+    with pytest.raises(ConfigError, match=r"other settings \(lr\)"):
+        train(config(beir, tmp_path / "split", tmp_path / "cache", max_steps=6, **small, lr=1e-5))
+
+
+def test_train_queries_come_only_from_a_train_split(tmp_path: Path):
+    beir = write_beir(tmp_path / "gen", docs=DOCS, queries=QUERIES, qrels=QRELS)
+    (beir / "qrels" / "train.tsv").write_text((beir / "qrels" / "test.tsv").read_text())
+    cfg = config(beir, tmp_path / "m", tmp_path / "cache", dataset="scifact-train", eval_size=1, spans=1)
+    dataset, use_queries = load(cfg)
+    assert use_queries
+    docids = build_docids(dataset.corpus, "atomic", {}, cfg.seed, tmp_path / "cache")
+    train_set, held_out = split_examples(dataset, docids, use_queries, cfg)
+    assert [e.source for e in held_out] == ["query"]
+    assert sum(e.source == "query" for e in train_set) == len(QRELS) - 1
+    assert held_out[0].text not in {e.text for e in train_set}
+    with pytest.raises(ConfigError, match="--train-queries: dataset scifact has split 'test'"):
+        load(config(beir, tmp_path / "m", tmp_path / "cache", train_queries=True))
