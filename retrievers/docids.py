@@ -167,10 +167,10 @@ def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 25) -> np.ndarray
         d2 = np.minimum(d2, ((x - centres[-1]) ** 2).sum(1))
     c = np.stack(centres)
     labels = np.zeros(len(x), dtype=np.int64)
-    for _ in range(iterations):
+    for iteration in range(iterations):
         distances = (x**2).sum(1)[:, None] - 2 * x @ c.T + (c**2).sum(1)[None]
         new = distances.argmin(1)
-        if _ and np.array_equal(new, labels):
+        if iteration and np.array_equal(new, labels):  # converged
             break
         labels = new
         for j in range(k):

@@ -7,13 +7,13 @@ another fingerprint is refused, since the ids would name other documents or none
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from harness.cache import file_digest
 from harness.errors import ConfigError
 from harness.models import ModelUnavailable, resolve_model
 from harness.types import Corpus, Query, Run
@@ -51,10 +51,7 @@ class Generative:
     def cache_identity(cfg: DictConfig) -> str:
         """The model's content (weights and id map): a folder retrained in place must not serve old runs."""
         folder = _model_folder(str(cfg.model))
-        digest = hashlib.sha256()
-        for name in (CONFIG_FILE, DOCIDS_FILE, WEIGHTS_FILE):
-            digest.update((folder / name).read_bytes())
-        return digest.hexdigest()[:16]
+        return "-".join(file_digest(folder / name) for name in (CONFIG_FILE, DOCIDS_FILE, WEIGHTS_FILE))
 
     def index(self, corpus: Corpus, cache_dir: Path) -> None:
         """Load the model and check it was trained on this very corpus (nothing else to index)."""

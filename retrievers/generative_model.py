@@ -99,6 +99,7 @@ class GenerativeRetriever(nn.Module):
         self.tokenizer.save_pretrained(folder / ENCODER_DIR)
         tmp = folder / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, tmp)
+        tmp.chmod(0o644)  # safetensors creates it owner-only
         os.replace(tmp, folder / WEIGHTS_FILE)
         write_text_atomic(folder / DOCIDS_FILE, self.docids.to_json())
         write_text_atomic(folder / CONFIG_FILE, json.dumps(asdict(self.config), indent=1))

@@ -95,7 +95,7 @@ class Example:
     source: str  # indexing | first_sentence | title | span | query
 
 
-def load(cfg: TrainConfig) -> tuple[Dataset, bool]:
+def load_data(cfg: TrainConfig) -> tuple[Dataset, bool]:
     """The dataset and whether its judged queries may be trained on (only a train split's)."""
     overrides = [f"dataset={cfg.dataset}", f"data_root={cfg.data_root or 'null'}", *cfg.overrides]
     with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
@@ -196,7 +196,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     checkpoint = out / "checkpoint" / "state.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
-    dataset, use_queries = load(cfg)
+    dataset, use_queries = load_data(cfg)
     settings = scheme_settings(cfg.docids, cfg.k, cfg.max_leaf, cfg.max_depth)
     docids = build_docids(dataset.corpus, cfg.docids, settings, cfg.seed, Path(cfg.cache_dir))
     train_set, held_out = split_examples(dataset, docids, use_queries, cfg)
@@ -311,15 +311,10 @@ def training_record(cfg, dataset, docids, base, train_set, held_out, state, tota
 
 
 def _flag_type(name: str, value: Any):
-    if name in ("max_minutes",):
-        return float
-    if name in ("max_leaf", "max_steps"):
-        return int
-    if name == "data_root":
-        return str
-    if isinstance(value, bool) or name == "train_queries":
+    """argparse type of a TrainConfig field (None defaults say nothing about the type)."""
+    if name == "train_queries" or isinstance(value, bool):
         return lambda s: {"true": True, "false": False, "none": None}[s.lower()]
-    return type(value)
+    return {"max_minutes": float, "max_leaf": int, "max_steps": int, "data_root": str}.get(name, type(value))
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

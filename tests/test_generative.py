@@ -18,7 +18,7 @@ from harness.types import Doc, Query
 from retrievers.docids import build_docids
 from retrievers.generative import Generative
 from retrievers.generative_model import GenerativeRetriever
-from retrievers.train_generative import Example, TrainConfig, doc_text, hits, load, split_examples, train
+from retrievers.train_generative import Example, TrainConfig, doc_text, hits, load_data, split_examples, train
 from tests.conftest import run_python, write_beir
 from tests.generative_corpus import DOCS, QRELS, QUERIES
 
@@ -121,7 +121,7 @@ def test_train_queries_come_only_from_a_train_split(tmp_path: Path):
     beir = write_beir(tmp_path / "gen", docs=DOCS, queries=QUERIES, qrels=QRELS)
     (beir / "qrels" / "train.tsv").write_text((beir / "qrels" / "test.tsv").read_text())
     cfg = config(beir, tmp_path / "m", tmp_path / "cache", dataset="scifact-train", eval_size=1, spans=1)
-    dataset, use_queries = load(cfg)
+    dataset, use_queries = load_data(cfg)
     assert use_queries
     docids = build_docids(dataset.corpus, "atomic", {}, cfg.seed, tmp_path / "cache")
     train_set, held_out = split_examples(dataset, docids, use_queries, cfg)
@@ -129,4 +129,4 @@ def test_train_queries_come_only_from_a_train_split(tmp_path: Path):
     assert sum(e.source == "query" for e in train_set) == len(QRELS) - 1
     assert held_out[0].text not in {e.text for e in train_set}
     with pytest.raises(ConfigError, match="--train-queries: dataset scifact has split 'test'"):
-        load(config(beir, tmp_path / "m", tmp_path / "cache", train_queries=True))
+        load_data(config(beir, tmp_path / "m", tmp_path / "cache", train_queries=True))
