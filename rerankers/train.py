@@ -28,12 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from tqdm import tqdm
 
 from harness.cache import write_text_atomic
+from harness.checkpoint import restore_rng, rng_state, save_checkpoint
 from harness.datasets import load_dataset
 from harness.errors import ConfigError
 from harness.metrics import evaluate, parse_measures
@@ -161,22 +161,6 @@ def dev_ndcg(model, tokenizer, dataset, run: Run, dev: list[Example], cfg: Train
     }
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-
-
 def _save_model(model, tokenizer, out: Path, record: dict[str, Any]) -> None:
     """Write the HF folder beside the final location, then move each file in (a kill leaves the old one)."""
     tmp = out / f".final.tmp-{os.getpid()}"
@@ -231,7 +215,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        _restore_rng(saved["rng"])
+        restore_rng(saved["rng"])
         state = {k: saved[k] for k in state}
         log.info("resuming %s at step %d of %d", out, state["step"], total)
 
@@ -240,8 +224,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         state["wall_s"] += time.perf_counter() - clock[0]
         clock[0] = time.perf_counter()
         snapshot = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
-        snapshot |= {"scheduler": scheduler.state_dict(), "rng": _rng_state(), "config": cfg.learned(), **state}
-        _save_checkpoint(checkpoint, snapshot)
+        snapshot |= {"scheduler": scheduler.state_dict(), "rng": rng_state(), "config": cfg.learned(), **state}
+        save_checkpoint(checkpoint, snapshot)
 
     clock = [session_start]
     model.train()

@@ -35,11 +35,11 @@ from hydra import compose, initialize_config_dir
 from tqdm import tqdm
 
 from harness.cache import write_text_atomic
+from harness.checkpoint import restore_rng, rng_state, save_checkpoint
 from harness.datasets import Dataset, load_dataset
 from harness.errors import ConfigError
 from harness.models import resolve_model, weights_digest
 from harness.types import Doc
-from rerankers.train import _restore_rng, _rng_state, _save_checkpoint
 from retrievers.docids import DocIdMap, build_docids, scheme_settings
 from retrievers.encoder import compute_dtype
 from retrievers.generative_model import WEIGHTS_FILE, GenerativeRetriever
@@ -227,7 +227,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        _restore_rng(saved["rng"])
+        restore_rng(saved["rng"])
         state = {k: saved[k] for k in state}
         log.info("resuming %s at step %d of %d", out, state["step"], total)
 
@@ -238,8 +238,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         state["wall_s"] += time.perf_counter() - clock[0]
         clock[0] = time.perf_counter()
         snapshot = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
-        snapshot |= {"scheduler": scheduler.state_dict(), "rng": _rng_state(), "config": cfg.learned(), **state}
-        _save_checkpoint(checkpoint, snapshot)
+        snapshot |= {"scheduler": scheduler.state_dict(), "rng": rng_state(), "config": cfg.learned(), **state}
+        save_checkpoint(checkpoint, snapshot)
 
     def evaluate(step: int) -> None:
         state["evals"].append({"step": step, **hits(model, held_out)})
