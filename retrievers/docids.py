@@ -60,9 +60,13 @@ class DocIdMap:
 
     @classmethod
     def from_json(cls, text: str) -> DocIdMap:
+        """Parse ``to_json``'s output; content that no longer matches its digest raises ValueError."""
         data = json.loads(text)
         ids = [tuple(i) for i in data["ids"]]
-        return cls(data["scheme"], data["settings"], data["corpus_fingerprint"], data["docids"], ids)
+        parsed = cls(data["scheme"], data["settings"], data["corpus_fingerprint"], data["docids"], ids)
+        if data.get("digest", parsed.digest) != parsed.digest:
+            raise ValueError(f"id map content does not match its digest {data['digest']}")
+        return parsed
 
 
 def scheme_settings(scheme: str, k: int, max_leaf: int | None, max_depth: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from harness.cache import write_text_atomic
+from harness.errors import DataError
 from retrievers.constrained import beam_search
 from retrievers.docids import DocIdMap, token_sequences
 from retrievers.trie import Trie
@@ -85,7 +86,10 @@ class GenerativeRetriever(nn.Module):
 
         config = GenerativeConfig(**json.loads((folder / CONFIG_FILE).read_text()))
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder / ENCODER_DIR))
-        docids = DocIdMap.from_json((folder / DOCIDS_FILE).read_text())
+        try:
+            docids = DocIdMap.from_json((folder / DOCIDS_FILE).read_text())
+        except ValueError as e:
+            raise DataError(f"{folder / DOCIDS_FILE}: {e}") from None
         model = cls(config, encoder, AutoTokenizer.from_pretrained(folder / ENCODER_DIR), docids)
         model.load_state_dict(load_file(folder / WEIGHTS_FILE))
         return model.eval()

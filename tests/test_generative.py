@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from harness.datasets import BeirCorpus
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 from harness.experiment import run_experiment
 from harness.readers import BeirSource
 from harness.runfile import read_trec_run
@@ -89,6 +90,15 @@ def test_a_model_of_another_corpus_is_refused(trained: Path, tmp_path: Path):
     other = BeirCorpus(BeirSource(write_beir(tmp_path / "other", docs=docs)))
     with pytest.raises(ConfigError, match=rf"retriever.model={trained} was trained on corpus sha256:"):
         Generative(model=str(trained), threads=1).index(other, tmp_path)
+
+
+def test_an_edited_id_map_is_refused(trained: Path, tmp_path: Path):
+    copy = shutil.copytree(trained, tmp_path / "copy", ignore=shutil.ignore_patterns("checkpoint"))
+    stored = json.loads((copy / "docids.json").read_text())
+    stored["ids"][0], stored["ids"][1] = stored["ids"][1], stored["ids"][0]  # two documents swap ids
+    (copy / "docids.json").write_text(json.dumps(stored))
+    with pytest.raises(DataError, match=r"docids\.json: id map content does not match its digest"):
+        GenerativeRetriever.load(copy)
 
 
 def test_a_folder_that_is_not_a_generative_model_is_refused(tmp_path: Path, make_cfg, beir: Path):
