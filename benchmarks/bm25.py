@@ -27,7 +27,6 @@ The report goes to ``<out>/bm25.md`` and the raw numbers to ``<out>/bm25.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -35,7 +34,6 @@ import resource
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
+from benchmarks.common import add_path_options, write_report  # noqa: E402
 from harness import java  # noqa: E402
 from harness.datasets import load_dataset  # noqa: E402
 from harness.metrics import evaluate, parse_measures  # noqa: E402
@@ -250,17 +249,9 @@ def render(meta: dict[str, Any], results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary sibling and rename, so a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queries", type=int, default=None, help="time only the first N queries (smoke run)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="report folder")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per system (median reported)")
     parser.add_argument(
         "--rank-bm25-queries",
@@ -268,12 +259,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="time rank_bm25 on the first N queries only (it scores the whole corpus per query in Python)",
     )
-    parser.add_argument(
-        "--data-root",
-        default=os.environ.get("RANKBENCH_DATA_ROOT") or str(REPO.parent / "shared" / "data"),
-        help="holds beir/scifact.zip",
-    )
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "cache", help="Lucene index cache")
+    add_path_options(parser, "Lucene index cache")
     parser.add_argument("--heap", default="2g", help="JVM -Xmx")
     return parser.parse_args(argv)
 
@@ -343,11 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(Path(args.data_root) / "beir" / "scifact.zip"),
         "command": "python benchmarks/bm25.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     for r in results:
         r.extra.pop("run", None)  # runs were kept for the comparison only
-    write_atomic(args.out / "bm25.json", json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=1))
-    write_atomic(args.out / "bm25.md", render(meta, results))
+    write_report(args.out, "bm25", render(meta, results), {"meta": meta, "results": [asdict(r) for r in results]})
     log.info("peak RSS %.0f MB; wrote %s and %s", meta["peak_rss_mb"], args.out / "bm25.md", args.out / "bm25.json")
     return 0
 

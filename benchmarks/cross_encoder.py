@@ -17,7 +17,6 @@ The report goes to ``<out>/cross_encoder.md`` and ``<out>/cross_encoder.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -35,7 +34,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from harness.cache import write_text_atomic  # noqa: E402
+from benchmarks.common import add_path_options, write_report  # noqa: E402
 from harness.datasets import load_dataset  # noqa: E402
 from harness.models import resolve_model, weights_digest  # noqa: E402
 from harness.stages import first_stage_run  # noqa: E402
@@ -91,11 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--data-root", default=os.environ.get("RANKBENCH_DATA_ROOT") or str(REPO.parent / "shared" / "data")
-    )
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "cache")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    add_path_options(parser, "BM25 index and run cache")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -143,12 +138,11 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average": os.getloadavg(),
         "results": results,
     }
-    write_report(args.out, report)
+    write_report(args.out, "cross_encoder", render(report), report)
     return report
 
 
-def write_report(out: Path, report: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def render(report: dict) -> str:
     lines = [
         "# Cross-encoder throughput: rankbench vs sentence-transformers",
         "",
@@ -165,8 +159,7 @@ def write_report(out: Path, report: dict) -> None:
         f"{r['mean_spearman']:.4f} |"
         for r in report["results"]
     ]
-    write_text_atomic(out / "cross_encoder.md", "\n".join(lines) + "\n")
-    write_text_atomic(out / "cross_encoder.json", json.dumps(report, indent=2) + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
-from harness.cache import write_text_atomic  # noqa: E402
+from benchmarks.common import add_path_options, write_report  # noqa: E402
 from harness.datasets import load_dataset  # noqa: E402
 from harness.models import EncoderSpec, encoder_spec  # noqa: E402
 
@@ -272,17 +272,11 @@ def render(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=None, help="encode only the first N documents")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="report folder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=8, help="slices the systems take turns on")
-    parser.add_argument(
-        "--data-root",
-        default=os.environ.get("RANKBENCH_DATA_ROOT") or str(REPO.parent / "shared" / "data"),
-        help="holds beir/scifact.zip",
-    )
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "cache", help="ONNX export cache")
+    add_path_options(parser, "ONNX export cache")
     # Internal: one system's measurement in its own process.
     parser.add_argument("--worker", choices=list(SYSTEMS), help=argparse.SUPPRESS)
     parser.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
@@ -344,9 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(Path(args.data_root) / "beir" / "scifact.zip"),
         "command": "python benchmarks/dense.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "dense.json", json.dumps({"meta": meta, "results": results}, indent=1))
-    write_text_atomic(args.out / "dense.md", render(meta, results))
+    write_report(args.out, "dense", render(meta, results), {"meta": meta, "results": results})
     log.info("wrote %s and %s", args.out / "dense.md", args.out / "dense.json")
     return 0
 

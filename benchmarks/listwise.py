@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: import this chec
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from harness.cache import write_text_atomic  # noqa: E402
+from benchmarks.common import add_path_options, write_report  # noqa: E402
 from harness.experiment import run_experiment  # noqa: E402
 
 log = logging.getLogger("bench.listwise")
@@ -78,11 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--passage-tokens", type=int, default=64)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     parser.add_argument("--override", nargs="*", default=[], help="more Hydra overrides, e.g. llm@reranker.llm=openai")
-    parser.add_argument(
-        "--data-root", default=os.environ.get("RANKBENCH_DATA_ROOT") or str(REPO.parent / "shared" / "data")
-    )
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "cache")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    add_path_options(parser, "BM25 index and run cache")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,12 +93,11 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average": os.getloadavg(),
         "results": results,
     }
-    write_report(args.out, report)
+    write_report(args.out, "listwise", render(report), report)
     return report
 
 
-def write_report(out: Path, report: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def render(report: dict) -> str:
     lines = [
         f"# Listwise strategies at depth {report['depth']}: LLM cost per query",
         "",
@@ -121,8 +116,7 @@ def write_report(out: Path, report: dict) -> None:
         f"{r['failed']} | {r['ndcg@10']:.4f} |"
         for r in report["results"]
     ]
-    write_text_atomic(out / "listwise.md", "\n".join(lines) + "\n")
-    write_text_atomic(out / "listwise.json", json.dumps(report, indent=2) + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir
 from tqdm import tqdm
 
 from harness.cache import write_text_atomic
-from harness.checkpoint import restore_rng, rng_state, save_checkpoint
+from harness.checkpoint import Checkpoint
 from harness.datasets import load_dataset
 from harness.errors import ConfigError
 from harness.metrics import evaluate, parse_measures
@@ -182,8 +182,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "checkpoint" / "state.pt"
-    checkpoint.parent.mkdir(exist_ok=True)
 
     dataset, run, retriever_cfg = load_training_data(cfg)
     examples = mine_examples(run, dataset.qrels, cfg.negatives_depth)
@@ -207,31 +205,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup * total), total)
 
     state: dict[str, Any] = {"step": 0, "wall_s": 0.0, "losses": [], "dev": []}
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
-        if saved["config"] != cfg.learned():
-            changed = sorted(k for k in cfg.learned() if saved["config"].get(k) != cfg.learned()[k])
-            raise ConfigError(f"{checkpoint} was written with other settings ({', '.join(changed)}); use another --out")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        restore_rng(saved["rng"])
-        state = {k: saved[k] for k in state}
-        log.info("resuming %s at step %d of %d", out, state["step"], total)
-
-    def save(step: int) -> None:
-        state["step"] = step
-        state["wall_s"] += time.perf_counter() - clock[0]
-        clock[0] = time.perf_counter()
-        snapshot = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
-        snapshot |= {"scheduler": scheduler.state_dict(), "rng": rng_state(), "config": cfg.learned(), **state}
-        save_checkpoint(checkpoint, snapshot)
-
-    clock = [session_start]
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    checkpoint = Checkpoint(out / "checkpoint" / "state.pt", cfg.learned(), parts, state, session_start)
+    checkpoint.resume()
     model.train()
     step = state["step"]
-    # the budget covers every session of this training, not only this one
-    deadline = session_start + cfg.max_minutes * 60 - state["wall_s"] if cfg.max_minutes else math.inf
+    deadline = checkpoint.deadline(cfg.max_minutes)
     running = None
     with tqdm(total=stop_at, initial=step, unit="step", desc="train") as bar:
         while step < stop_at and time.perf_counter() < deadline:
@@ -258,11 +237,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 state["dev"].append({"step": step, **dev_ndcg(model, tokenizer, dataset, run, dev, cfg, dtype)})
                 bar.write(f"dev at step {step}: {state['dev'][-1]}")
             if step % cfg.checkpoint_every == 0:
-                save(step)
+                checkpoint.save(step)
     if dev:
         state["dev"].append({"step": step, **dev_ndcg(model, tokenizer, dataset, run, dev, cfg, dtype)})
         log.info("dev at step %d: %s", step, state["dev"][-1])
-    save(step)
+    checkpoint.save(step)
     tail = state["losses"][-20:]
     record = {
         "base_model": cfg.base,

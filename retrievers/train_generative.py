@@ -35,7 +35,7 @@ from hydra import compose, initialize_config_dir
 from tqdm import tqdm
 
 from harness.cache import write_text_atomic
-from harness.checkpoint import restore_rng, rng_state, save_checkpoint
+from harness.checkpoint import Checkpoint
 from harness.datasets import Dataset, load_dataset
 from harness.errors import ConfigError
 from harness.models import resolve_model, weights_digest
@@ -193,8 +193,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     session_start = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    checkpoint = out / "checkpoint" / "state.pt"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
     dataset, use_queries = load_data(cfg)
     settings = scheme_settings(cfg.docids, cfg.k, cfg.max_leaf, cfg.max_depth)
@@ -219,27 +217,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup * total), total)
 
     state: dict[str, Any] = {"step": 0, "wall_s": 0.0, "losses": [], "evals": []}
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
-        if saved["config"] != cfg.learned():
-            changed = sorted(k for k in cfg.learned() if saved["config"].get(k) != cfg.learned()[k])
-            raise ConfigError(f"{checkpoint} was written with other settings ({', '.join(changed)}); use another --out")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        restore_rng(saved["rng"])
-        state = {k: saved[k] for k in state}
-        log.info("resuming %s at step %d of %d", out, state["step"], total)
-
-    clock = [session_start]
-
-    def save(step: int) -> None:
-        state["step"] = step
-        state["wall_s"] += time.perf_counter() - clock[0]
-        clock[0] = time.perf_counter()
-        snapshot = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
-        snapshot |= {"scheduler": scheduler.state_dict(), "rng": rng_state(), "config": cfg.learned(), **state}
-        save_checkpoint(checkpoint, snapshot)
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    checkpoint = Checkpoint(out / "checkpoint" / "state.pt", cfg.learned(), parts, state, session_start)
+    checkpoint.resume()
 
     def evaluate(step: int) -> None:
         state["evals"].append({"step": step, **hits(model, held_out)})
@@ -247,7 +227,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     model.train()
     step = state["step"]
-    deadline = session_start + cfg.max_minutes * 60 - state["wall_s"] if cfg.max_minutes else math.inf
+    deadline = checkpoint.deadline(cfg.max_minutes)
     running = None
     with tqdm(total=stop_at, initial=step, unit="step", desc="train") as bar:
         while step < stop_at and time.perf_counter() < deadline:
@@ -267,9 +247,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if cfg.eval_every and step % cfg.eval_every == 0 and step < stop_at:
                 evaluate(step)
             if step % cfg.checkpoint_every == 0:
-                save(step)
+                checkpoint.save(step)
     evaluate(step)
-    save(step)
+    checkpoint.save(step)
     model.save(out)
     record = training_record(cfg, dataset, docids, base, train_set, held_out, state, total, dtype)
     write_text_atomic(out / "training.json", json.dumps(record, indent=2) + "\n")
