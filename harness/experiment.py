@@ -30,7 +30,7 @@ from harness.provenance import git_commit
 from harness.rerank import rerank_pointwise
 from harness.rundir import write_run_dir
 from harness.score_cache import ScoreCache
-from harness.stages import StageResult, first_stage_run, resolved
+from harness.stages import StageResult, content_identity, first_stage_run, resolved
 from harness.types import Query, Run
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ def config_hash(cfg: DictConfig, dataset: Dataset) -> str:
     """Identity of a run: every result-affecting setting plus the data it was run on."""
     payload = {k: _resolved(cfg, k) for k in ("dataset", "retriever", "reranker", "measures", "max_queries")}
     payload["data"] = dataset.fingerprint
+    identities = {k: content_identity(cfg.get(k)) for k in ("retriever", "reranker")}
+    if identities := {k: v for k, v in identities.items() if v is not None}:  # absent: older hashes stay valid
+        payload["identity"] = identities
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -77,8 +80,8 @@ def second_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query], run: R
     if hasattr(reranker, "score"):
         score_free = {"depth", "interpolate"}  # they change the ranking, not the scores
         key = {"reranker": {k: v for k, v in _resolved(cfg, "reranker").items() if k not in score_free}}
-        if hasattr(reranker, "cache_identity"):  # e.g. the weights digest: a retrained folder keeps its name
-            key["identity"] = reranker.cache_identity()
+        if (identity := content_identity(cfg.reranker)) is not None:
+            key["identity"] = identity
         scores = ScoreCache(Path(cfg.cache_dir) / "scores", {**key, "corpus": dataset.corpus.fingerprint})
         try:
             depth, weight = cfg.reranker.depth, cfg.reranker.get("interpolate")

@@ -62,6 +62,15 @@ def queries_digest(queries: list[Query]) -> str:
     return hashlib.sha256(json.dumps([(q.qid, q.text) for q in queries]).encode()).hexdigest()[:16]
 
 
+def content_identity(component: DictConfig | None) -> Any | None:
+    """What decides a component's output beyond its config: the content of a model folder the config
+    only names (retrained in place, it keeps its name). From the class's ``cache_identity(cfg)``."""
+    if component is None or not component.get("_target_"):
+        return None
+    component_class = get_class(component._target_)
+    return component_class.cache_identity(component) if hasattr(component_class, "cache_identity") else None
+
+
 def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path) -> StageResult:
     """The retriever's run, from the stage cache when this exact first stage ran before."""
     retriever_class = get_class(retriever_cfg._target_)
@@ -72,8 +81,8 @@ def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Que
         "corpus": corpus.fingerprint,
         "queries": queries_digest(queries),
     }
-    if hasattr(retriever_class, "cache_identity"):  # content the config only names (a model folder trained here)
-        key["identity"] = retriever_class.cache_identity(retriever_cfg)
+    if (identity := content_identity(retriever_cfg)) is not None:
+        key["identity"] = identity
     root = cache_dir / "first-stage"
     started = time.perf_counter()
     with cache.locked(root, key):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from harness.errors import ConfigError
 from harness.models import NotAnEncoder, resolve_model, weights_digest
@@ -99,9 +100,11 @@ class CrossEncoder:
         self.pairs_scored = 0
         self.pairs_truncated = 0  # documents cut at max_length, counted over this reranker's life
 
-    def cache_identity(self) -> dict[str, str]:
-        """What decides the scores beyond the config: the weights and the compute dtype."""
-        return {"weights": self.digest, "compute_dtype": str(self.dtype).removeprefix("torch.")}
+    @staticmethod
+    def cache_identity(cfg: DictConfig) -> dict[str, str]:
+        """What decides the scores beyond the config: the weights and the compute dtype ``auto`` picks."""
+        dtype = compute_dtype(cfg.get("dtype", "auto"))
+        return {"weights": weights_digest(resolve_model(cfg.model)), "compute_dtype": str(dtype).removeprefix("torch.")}
 
     def provenance(self) -> dict[str, str]:
         """Leaderboard columns that identify the model actually used."""

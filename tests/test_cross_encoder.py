@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,22 @@ def test_rerank_keeps_every_first_stage_document(trained, make_cfg, tmp_path: Pa
     assert outcome.metrics["nDCG@10"] > 0.9  # the trained tiny model ranks its training positives first
 
 
+def test_a_model_retrained_in_place_is_run_and_scored_again(trained, make_cfg, tmp_path: Path):
+    """Same folder name, new weights: neither the kept run nor the score cache may serve the old model's results."""
+    folder = shutil.copytree(trained["early"], tmp_path / "ce")
+    cfg = make_cfg(f"dataset.path={trained['root'] / 'beir'}", "reranker=cross_encoder", f"reranker.model={folder}")
+    before = run_experiment(cfg)
+    assert before.row is not None and run_experiment(cfg).row is None  # unchanged: the complete run is kept
+    for path in trained["full"].iterdir():
+        if path.is_file():
+            shutil.copy(path, folder / path.name)
+    after = run_experiment(cfg)
+    assert after.row is not None and after.run_dir != before.run_dir
+    assert after.row["reranker_model_hash"] == weights_digest(trained["full"]) != before.row["reranker_model_hash"]
+    stats = json.loads((after.run_dir / "metrics.json").read_text())["reranker_stats"]
+    assert stats["pairs_scored"] == sum(len(h) for h in read_trec_run(after.run_dir / "run.trec").values())
+
+
 def test_long_documents_are_truncated_and_counted(tmp_path: Path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -150,7 +167,6 @@ def test_long_documents_are_truncated_and_counted(tmp_path: Path):
     scores = model.score(pairs)
     assert model.pairs_truncated == 2 and model.pairs_scored == 3
     assert scores[0] == pytest.approx(scores[1], abs=1e-3)  # only what lies past max_length differs
-    assert model.cache_identity()["weights"] == weights_digest(tmp_path)
 
 
 def test_folder_without_a_classification_head_is_refused():

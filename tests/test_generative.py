@@ -73,6 +73,22 @@ def test_end_to_end_run_has_only_corpus_docids(trained: Path, beir: Path, make_c
     assert outcome.metrics["R@100"] == 1.0
 
 
+def test_a_model_retrained_in_place_is_run_again(trained: Path, beir: Path, make_cfg, tmp_path: Path):
+    """Same folder name, new weights: the kept run and the cached first stage of the old model are not reused."""
+    folder = shutil.copytree(trained, tmp_path / "gen", ignore=shutil.ignore_patterns("checkpoint"))
+    cfg = make_cfg(f"dataset.path={beir}", "retriever=generative", f"retriever.model={folder}", "retriever.threads=1")
+    cfg.cache_dir = str(tmp_path / "cache")
+    before = run_experiment(cfg)
+    assert before.row is not None and run_experiment(cfg).row is None  # unchanged: the complete run is kept
+    model = GenerativeRetriever.load(folder)
+    with torch.no_grad():
+        model.embed.weight.neg_()  # a different model under the same name
+    model.save(folder)
+    after = run_experiment(cfg)
+    assert after.row is not None and after.run_dir != before.run_dir
+    assert read_trec_run(after.run_dir / "run.trec") != read_trec_run(before.run_dir / "run.trec")
+
+
 def test_hits_beyond_the_corpus_are_clipped_and_beam_checked(trained: Path, beir: Path, caplog):
     corpus = BeirCorpus(BeirSource(beir))
     retriever = Generative(model=str(trained), hits=1000, threads=1)
