@@ -74,8 +74,8 @@ bench-ce: $(STAMP)
 GEN_MODEL := runs/models/gen-minilm-scifact
 train-gen: $(STAMP)
 	$(BIN)/python -m retrievers.train_generative --out $(GEN_MODEL) --dataset scifact-train --docids semantic \
-		--k 10 --max-length 64 --batch-size 32 --epochs 5 --max-minutes 60 --checkpoint-every 100 \
-		--eval-every 500 --eval-size 100
+		--k 10 --max-length 64 --batch-size 32 --bucket 100 --query-repeats 3 --epochs 5.5 --max-minutes 60 \
+		--checkpoint-every 200 --eval-every 500 --eval-size 100
 
 eval-gen: $(STAMP)
 	$(BIN)/python evaluate.py retriever=generative retriever.model=$(GEN_MODEL) retriever.hits=100

@@ -64,9 +64,11 @@ class TrainConfig:
     spans: int = 2  # random-span pseudo-queries per document
     span_words: int = 12
     train_queries: bool | None = None  # None: use the judged queries when the dataset's split is train
+    query_repeats: int = 1  # the only query-shaped inputs: each judged (query, document) pair this often
     eval_size: int = 100
     max_length: int = 64
     batch_size: int = 32
+    bucket: int = 100  # batches cut from one length-sorted run (1: plain shuffle)
     epochs: float = 10.0
     lr: float = 1e-4  # encoder
     decoder_lr: float = 1e-3  # fresh decoder: it starts from nothing
@@ -74,6 +76,7 @@ class TrainConfig:
     warmup: float = 0.05
     clip: float = 1.0
     decoder_layers: int = 2
+    freeze_word_embeddings: bool = True  # half the encoder's weights; their updates cost a third of a step
     seed: int = 13
     dtype: str = "auto"
     threads: int = 2
@@ -161,16 +164,43 @@ def split_examples(
     texts = sorted({e.text for e in queries})
     random.Random(f"{cfg.seed}-held-out").shuffle(texts)
     held = set(texts[: cfg.eval_size])
-    return train + [e for e in queries if e.text not in held], [e for e in queries if e.text in held]
+    kept = [e for e in queries if e.text not in held]
+    return train + kept * cfg.query_repeats, [e for e in queries if e.text in held]
 
 
-def batch_at(train: list[Example], step: int, batch_size: int, seed: int) -> tuple[int, list[Example]]:
-    """(epoch, examples) of ``step``: a pure function of the seed, so a resume sees the same batches."""
-    per_epoch = math.ceil(len(train) / batch_size)
-    epoch, position = divmod(step, per_epoch)
-    order = list(train)
-    random.Random(f"{seed}-{epoch}").shuffle(order)
-    return epoch, order[position * batch_size : (position + 1) * batch_size]
+class Batches:
+    """The batch of each step: a pure function of (seed, step), so a resume sees the same batches.
+
+    With ``bucket`` > 1, each run of ``bucket`` batches is cut from shuffled examples sorted by
+    length, and the batches are shuffled again: a batch of short pseudo-queries then pads to their
+    own length instead of a 64-token document's, which makes a step about twice as cheap here.
+    """
+
+    def __init__(self, train: list[Example], batch_size: int, seed: int, bucket: int):
+        self.train, self.batch_size, self.seed, self.bucket = train, batch_size, seed, bucket
+        self.per_epoch = math.ceil(len(train) / batch_size)
+        self._epoch, self._batches = -1, []
+
+    def at(self, step: int) -> tuple[int, list[Example]]:
+        epoch, position = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self._cut(epoch)
+        return epoch, self._batches[position]
+
+    def _cut(self, epoch: int) -> list[list[Example]]:
+        rng = random.Random(f"{self.seed}-{epoch}")
+        order = list(self.train)
+        rng.shuffle(order)
+        size, chunk = self.batch_size, self.batch_size * max(1, self.bucket)
+        batches = []
+        for start in range(0, len(order), chunk):
+            group = order[start : start + chunk]
+            if self.bucket > 1:
+                group.sort(key=lambda e: len(e.text))
+            batches += [group[i : i + size] for i in range(0, len(group), size)]
+        if self.bucket > 1:
+            rng.shuffle(batches)
+        return batches
 
 
 def hits(model: GenerativeRetriever, examples: list[Example], beam_size: int = 10) -> dict[str, float]:
@@ -198,8 +228,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     settings = scheme_settings(cfg.docids, cfg.k, cfg.max_leaf, cfg.max_depth)
     docids = build_docids(dataset.corpus, cfg.docids, settings, cfg.seed, Path(cfg.cache_dir))
     train_set, held_out = split_examples(dataset, docids, use_queries, cfg)
-    per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    total = max(1, round(cfg.epochs * per_epoch))
+    batches = Batches(train_set, cfg.batch_size, cfg.seed, cfg.bucket)
+    total = max(1, round(cfg.epochs * batches.per_epoch))
     stop_at = min(total, cfg.max_steps) if cfg.max_steps else total
 
     base = resolve_model(cfg.base)
@@ -208,9 +238,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         base, cfg.base, docids, cfg.position_aware, max_length=cfg.max_length, decoder_layers=cfg.decoder_layers
     )
     dtype = compute_dtype(cfg.dtype)
+    if cfg.freeze_word_embeddings:
+        model.encoder.get_input_embeddings().requires_grad_(False)
+    encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     decoder_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     optimizer = torch.optim.AdamW(
-        [{"params": model.encoder.parameters()}, {"params": decoder_params, "lr": cfg.decoder_lr}],
+        [{"params": encoder_params}, {"params": decoder_params, "lr": cfg.decoder_lr}],
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
     )
@@ -231,7 +264,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     running = None
     with tqdm(total=stop_at, initial=step, unit="step", desc="train") as bar:
         while step < stop_at and time.perf_counter() < deadline:
-            epoch, batch = batch_at(train_set, step, cfg.batch_size, cfg.seed)
+            epoch, batch = batches.at(step)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
                 loss = model.loss([e.text for e in batch], [e.target for e in batch])
             loss.backward()
