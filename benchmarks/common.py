@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ def add_path_options(parser: argparse.ArgumentParser, cache_help: str = "index a
     )
     parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "cache", help=cache_help)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="report folder")
+
+
+def environment(**versions: str) -> dict[str, Any]:
+    """Where the numbers come from: cores, platform, versions, and the load at the end (others' work slows us)."""
+    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), **versions}
+    return {"machine": machine, "load_average": os.getloadavg()}
 
 
 def write_report(out: Path, name: str, markdown: str, report: dict[str, Any]) -> None:

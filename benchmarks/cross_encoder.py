@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from benchmarks.common import add_path_options, write_report  # noqa: E402
+from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from harness.datasets import load_dataset  # noqa: E402
 from harness.models import resolve_model, weights_digest  # noqa: E402
 from harness.stages import first_stage_run  # noqa: E402
@@ -134,8 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": args.batch_size,
         "max_length": args.max_length,
         "threads": args.threads,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
-        "load_average": os.getloadavg(),
+        **environment(torch=torch.__version__),
         "results": results,
     }
     write_report(args.out, "cross_encoder", render(report), report)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
@@ -33,7 +31,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: import this chec
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from benchmarks.common import add_path_options, write_report  # noqa: E402
+from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from harness import java  # noqa: E402
 from harness.datasets import load_dataset  # noqa: E402
 from harness.metrics import evaluate, parse_measures  # noqa: E402
@@ -154,8 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "queries": results[0]["queries"],
         "latency_queries": results[0]["latency_queries"],
         "overrides": args.override,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "load_average": os.getloadavg(),
+        **environment(),
         "results": results,
     }
     write_report(args.out, "first_stage", render(report), report)

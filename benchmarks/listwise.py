@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +26,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: import this chec
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from benchmarks.common import add_path_options, write_report  # noqa: E402
+from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from harness.experiment import run_experiment  # noqa: E402
 
 log = logging.getLogger("bench.listwise")
@@ -89,8 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         "passage_tokens": args.passage_tokens,
         "queries": args.queries,
         "overrides": args.override,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "load_average": os.getloadavg(),
+        **environment(),
         "results": results,
     }
     write_report(args.out, "listwise", render(report), report)
