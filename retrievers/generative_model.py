@@ -69,14 +69,20 @@ class GenerativeRetriever(nn.Module):
         self.trie = Trie(self.sequences, config.eos)
 
     @classmethod
-    def fresh(cls, base: Path, base_name: str, docids: DocIdMap, position_aware: bool, **arch) -> GenerativeRetriever:
-        """A new model: the pretrained encoder at ``base`` and a randomly initialised decoder."""
-        from transformers import AutoModel, AutoTokenizer
+    def fresh(
+        cls, base: Path, base_name: str, docids: DocIdMap, position_aware: bool, pretrained: bool = True, **arch
+    ) -> GenerativeRetriever:
+        """A new model: the encoder at ``base`` (its weights, or only its shape and tokenizer when not
+        ``pretrained``) and a randomly initialised decoder."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         sequences, keys = token_sequences(docids.ids, position_aware)
         longest = max(len(s) for s in sequences) + 1
         config = GenerativeConfig(len(keys), longest, position_aware, base_name, **arch)
-        encoder = AutoModel.from_pretrained(base, attention_probs_dropout_prob=0.0)
+        if pretrained:
+            encoder = AutoModel.from_pretrained(base, attention_probs_dropout_prob=0.0)
+        else:
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(base, attention_probs_dropout_prob=0.0))
         return cls(config, encoder, AutoTokenizer.from_pretrained(base), docids)
 
     @classmethod

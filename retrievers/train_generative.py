@@ -54,6 +54,7 @@ RUNTIME = {"out", "max_minutes", "max_steps", "checkpoint_every", "eval_every", 
 class TrainConfig:
     out: str
     base: str = "sentence-transformers/all-MiniLM-L6-v2"
+    init: str = "pretrained"  # pretrained: the base's weights | scratch: its shape and tokenizer only
     dataset: str = "scifact-train"
     overrides: list[str] = field(default_factory=list)  # extra Hydra overrides, e.g. dataset.path=...
     docids: str = "semantic"
@@ -221,6 +222,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from transformers import get_linear_schedule_with_warmup
 
     session_start = time.perf_counter()
+    if cfg.init not in ("pretrained", "scratch"):
+        raise ConfigError(f"--init must be pretrained or scratch, got {cfg.init!r}")
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
 
@@ -234,9 +237,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     base = resolve_model(cfg.base)
     torch.manual_seed(cfg.seed)  # the fresh decoder's initial weights
-    model = GenerativeRetriever.fresh(
-        base, cfg.base, docids, cfg.position_aware, max_length=cfg.max_length, decoder_layers=cfg.decoder_layers
-    )
+    arch = {"max_length": cfg.max_length, "decoder_layers": cfg.decoder_layers}
+    model = GenerativeRetriever.fresh(base, cfg.base, docids, cfg.position_aware, cfg.init == "pretrained", **arch)
     dtype = compute_dtype(cfg.dtype)
     if cfg.freeze_word_embeddings:
         model.encoder.get_input_embeddings().requires_grad_(False)

@@ -13,6 +13,7 @@ import torch
 from harness.datasets import BeirCorpus
 from harness.errors import ConfigError, DataError
 from harness.experiment import run_experiment
+from harness.models import resolve_model
 from harness.readers import BeirSource
 from harness.runfile import read_trec_run
 from harness.types import Doc, Query
@@ -157,6 +158,20 @@ def test_resume_equals_an_uninterrupted_run_and_other_settings_are_refused(beir:
     assert all(torch.allclose(a[key], b[key], atol=1e-4) for key in a)
     with pytest.raises(ConfigError, match=r"other settings \(lr\)"):
         train(config(beir, tmp_path / "split", tmp_path / "cache", max_steps=6, **small, lr=1e-5))
+
+
+def test_a_scratch_encoder_has_the_base_shape_but_not_its_weights(beir: Path, tmp_path: Path):
+    corpus = BeirCorpus(BeirSource(beir))
+    docids = build_docids(corpus, "atomic", {}, 13, tmp_path)
+    base = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    models = {init: GenerativeRetriever.fresh(base, "minilm", docids, True, init) for init in (True, False)}
+    pretrained, scratch = (models[init].encoder.state_dict() for init in (True, False))
+    assert pretrained.keys() == scratch.keys() and all(pretrained[k].shape == scratch[k].shape for k in pretrained)
+    assert not torch.equal(
+        pretrained["embeddings.word_embeddings.weight"], scratch["embeddings.word_embeddings.weight"]
+    )
+    with pytest.raises(ConfigError, match=r"--init must be pretrained or scratch, got 'random'"):
+        train(config(beir, tmp_path / "m", tmp_path, init="random"))
 
 
 def test_train_queries_come_only_from_a_train_split(tmp_path: Path):
