@@ -77,7 +77,7 @@ class TrainConfig:
     warmup: float = 0.05
     clip: float = 1.0
     decoder_layers: int = 2
-    freeze_word_embeddings: bool = True  # half the encoder's weights; their updates cost a third of a step
+    freeze_word_embeddings: bool = True  # half the encoder's weights; updating them costs ~10% of a step
     seed: int = 13
     dtype: str = "auto"
     threads: int = 2
@@ -174,7 +174,7 @@ class Batches:
 
     With ``bucket`` > 1, each run of ``bucket`` batches is cut from shuffled examples sorted by
     length, and the batches are shuffled again: a batch of short pseudo-queries then pads to their
-    own length instead of a 64-token document's, which makes a step about twice as cheap here.
+    own length instead of a 64-token document's (on SciFact, 0.85 -> 0.68 s per 32-example step here).
     """
 
     def __init__(self, train: list[Example], batch_size: int, seed: int, bucket: int):
