@@ -41,6 +41,7 @@ from harness.types import Query  # noqa: E402
 log = logging.getLogger("bench.first_stage")
 
 MEASURES = parse_measures(["nDCG@10", "R@100"])
+SYSTEMS = ("bm25", "dense", "generative")
 
 
 def folder_bytes(folder: Path, pattern: str = "*") -> int:
@@ -61,19 +62,20 @@ def sizes(system: str, retriever: Any) -> dict[str, int]:
     }
 
 
-def build(system: str, args: argparse.Namespace) -> tuple[Any, Any, float]:
-    """(dataset, indexed retriever, seconds to index or load) for one system, configured as evaluate.py would."""
-    overrides = [f"retriever={system}", "retriever.hits=100", f"data_root={args.data_root}", *args.override]
-    if system == "generative":
-        overrides.append(f"retriever.model={args.generative}")
+def configs(args: argparse.Namespace) -> dict[str, Any]:
+    """Each system's config, composed as evaluate.py would compose it."""
+    common = ["retriever.hits=100", f"data_root={args.data_root}", *args.override]
+    extra = {"generative": [f"retriever.model={args.generative}"]}
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    java.configure(heap=cfg.java.heap)
-    dataset = load_dataset(cfg.dataset, cfg.data_root)
+        return {s: compose("config", overrides=[f"retriever={s}", *common, *extra.get(s, [])]) for s in SYSTEMS}
+
+
+def build(cfg: Any, corpus: Any, cache_dir: Path) -> tuple[Any, float]:
+    """(indexed retriever, seconds to index or load it)."""
     retriever = instantiate(cfg.retriever, _recursive_=False)
     started = time.perf_counter()
-    retriever.index(dataset.corpus, args.cache_dir)
-    return dataset, retriever, time.perf_counter() - started
+    retriever.index(corpus, cache_dir)
+    return retriever, time.perf_counter() - started
 
 
 def timed(retrieve, queries: list[Query]) -> tuple[dict, float]:
@@ -83,11 +85,13 @@ def timed(retrieve, queries: list[Query]) -> tuple[dict, float]:
 
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    built = {system: build(system, args) for system in ("bm25", "dense", "generative")}
-    dataset = built["bm25"][0]
+    cfgs = configs(args)
+    java.configure(heap=cfgs["bm25"].java.heap)
+    dataset = load_dataset(cfgs["bm25"].dataset, cfgs["bm25"].data_root)  # the same for all three
+    built = {system: build(cfg, dataset.corpus, args.cache_dir) for system, cfg in cfgs.items()}
     queries = dataset.queries[: args.queries] if args.queries else dataset.queries
-    results = {s: {"system": s, "index_s": seconds, **sizes(s, r)} for s, (_, r, seconds) in built.items()}
-    for system, (_, retriever, _) in built.items():  # throughput: every query in one call
+    results = {s: {"system": s, "index_s": seconds, **sizes(s, r)} for s, (r, seconds) in built.items()}
+    for system, (retriever, _) in built.items():  # throughput: every query in one call
         run, seconds = timed(retriever.retrieve, queries)
         aggregate, _ = evaluate(run, {q.qid: dataset.qrels[q.qid] for q in queries}, MEASURES)
         results[system] |= {
@@ -98,7 +102,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         results[system] |= {"nDCG@10": aggregate["nDCG@10"], "R@100": aggregate["R@100"]}
     latencies: dict[str, list[float]] = {s: [] for s in built}
     for query in queries[: args.latency_queries]:  # latency: one query per call, systems taking turns
-        for system, (_, retriever, _) in built.items():
+        for system, (retriever, _) in built.items():
             latencies[system].append(timed(retriever.retrieve, [query])[1])
     for system, seconds in latencies.items():
         ordered = sorted(seconds)

@@ -8,6 +8,7 @@ differs, or whose files do not match is stale or corrupt: it is removed and rebu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -33,7 +34,13 @@ def key_hash(key: dict[str, Any]) -> str:
 
 
 def file_digest(path: Path) -> str:
-    """BLAKE2 of one file's bytes."""
+    """BLAKE2 of one file's bytes; a model's weights are hashed once per process until the file changes."""
+    stat = Path(path).stat()
+    return _file_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -8,6 +8,7 @@ them, else from a table of known families (e5, bge), else BERT-style defaults.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -84,10 +85,17 @@ def _hub_snapshot(name: str, local_only: bool) -> Path | None:
 
 def weights_digest(folder: Path) -> str:
     """Content hash of the files that decide a model's outputs (config, weights, tokenizer)."""
-    digest = hashlib.sha256()
     patterns = ("config.json", "*.safetensors", "*.bin", "*.onnx", "tokenizer.json", "vocab.txt")
-    for path in sorted({p for pattern in patterns for p in folder.glob(pattern)}):
-        digest.update(path.name.encode())
+    files = sorted({p for pattern in patterns for p in folder.glob(pattern)})
+    # keyed by each file's size and mtime: the run hash, the score cache and provenance all ask for it
+    return _weights_digest(tuple((p.name, str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@functools.lru_cache(maxsize=64)
+def _weights_digest(files: tuple[tuple[str, str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, path, _, _ in files:
+        digest.update(name.encode())
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
