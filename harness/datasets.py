@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DatasetUnavailable
+from harness.errors import DataError, DatasetUnavailable
 from harness.readers import (
     BeirSource,
     iter_beir_docs,
@@ -31,6 +31,7 @@ from harness.types import Corpus, Doc, Qrels, Query
 log = logging.getLogger(__name__)
 
 DATA_ROOT_ENV = "RANKBENCH_DATA_ROOT"
+Topics = tuple[dict[str, Query], Qrels, tuple[str, str]]  # queries, qrels, where each came from
 
 
 @dataclass
@@ -105,8 +106,7 @@ def load_dataset(cfg: Mapping[str, Any], data_root: str | None) -> Dataset:
         if not path.exists():
             raise DatasetUnavailable(f"dataset.path={path} does not exist (dataset {name!r})")
         return _from_beir(name, BeirSource(path), cfg["split"])
-    corpus: Corpus | None = None
-    topics: tuple[dict[str, Query], Qrels] | None = None
+    topics: Topics | None = None
     if data_root:
         root = Path(data_root).expanduser()
         beir = _find_beir(root, cfg.get("beir_name"), looked)
@@ -114,8 +114,7 @@ def load_dataset(cfg: Mapping[str, Any], data_root: str | None) -> Dataset:
             return _from_beir(name, beir, cfg["split"])
         topics = _find_anserini(root, cfg, looked)
     corpus, irds_topics = _from_ir_datasets(cfg, looked, need_topics=topics is None)
-    queries, qrels = topics or irds_topics
-    return _assemble(name, corpus, queries, qrels, corpus.source)
+    return _assemble(name, corpus, *(topics or irds_topics), corpus.source)
 
 
 def _find_beir(root: Path, beir_name: str | None, looked: list[str]) -> BeirSource | None:
@@ -128,13 +127,13 @@ def _find_beir(root: Path, beir_name: str | None, looked: list[str]) -> BeirSour
     return None
 
 
-def _find_anserini(root: Path, cfg: Mapping[str, Any], looked: list[str]) -> tuple[dict[str, Query], Qrels] | None:
+def _find_anserini(root: Path, cfg: Mapping[str, Any], looked: list[str]) -> Topics | None:
     if not cfg.get("topics") or not cfg.get("qrels"):
         return None
     topics, qrels = root / "topics-qrels" / cfg["topics"], root / "topics-qrels" / cfg["qrels"]
     looked.extend([str(topics), str(qrels)])
     if topics.is_file() and qrels.is_file():
-        return read_anserini_topics(topics), read_trec_qrels(qrels)
+        return read_anserini_topics(topics), read_trec_qrels(qrels), (str(topics), str(qrels))
     return None
 
 
@@ -144,13 +143,12 @@ def _from_beir(name: str, source: BeirSource, split: str) -> Dataset:
         BeirCorpus(source),
         read_beir_queries(source),
         read_beir_qrels(source, split),
+        (source.display("queries.jsonl"), source.display(f"qrels/{split}.tsv")),
         str(source.path),
     )
 
 
-def _from_ir_datasets(
-    cfg: Mapping[str, Any], looked: list[str], need_topics: bool
-) -> tuple[Corpus, tuple[dict[str, Query], Qrels]]:
+def _from_ir_datasets(cfg: Mapping[str, Any], looked: list[str], need_topics: bool) -> tuple[Corpus, Topics]:
     """Corpus (and topics/qrels when no local files had them) through ir_datasets."""
     dataset_id = cfg.get("ir_datasets_id")
     if not dataset_id:
@@ -165,12 +163,12 @@ def _from_ir_datasets(
         next(iter(dataset.docs_iter()))  # fail here, not mid-indexing, when docs are unreachable
         corpus = IrDatasetsCorpus(dataset, ir_datasets.docs_parent_id(dataset_id))
         if not need_topics:
-            return corpus, ({}, {})
+            return corpus, ({}, {}, ("", ""))
         queries = {q.query_id: Query(q.query_id, q.text) for q in dataset.queries_iter()}
         qrels: Qrels = {}
         for r in dataset.qrels_iter():
             qrels.setdefault(r.query_id, {})[r.doc_id] = int(r.relevance)
-        return corpus, (queries, qrels)
+        return corpus, (queries, qrels, (f"ir_datasets:{dataset_id} queries", f"ir_datasets:{dataset_id} qrels"))
     except Exception as e:  # network, missing staged file, unknown id: all the same to the user
         raise _unavailable(cfg, looked, e) from e
 
@@ -186,8 +184,13 @@ def _unavailable(cfg: Mapping[str, Any], looked: list[str], cause: Exception | N
     )
 
 
-def _assemble(name: str, corpus: Corpus, queries: dict[str, Query], qrels: Qrels, source: str) -> Dataset:
-    """Keep judged queries only; warn about (and count) qrels for queries that do not exist."""
+def _assemble(
+    name: str, corpus: Corpus, queries: dict[str, Query], qrels: Qrels, where: tuple[str, str], source: str
+) -> Dataset:
+    """Keep judged queries only; warn about (and count) qrels for queries that do not exist.
+
+    Qrels that judge no topic at all would score every system 0: that is refused, not reported.
+    """
     unknown = sorted(set(qrels) - set(queries), key=natural_key)
     if unknown:
         log.warning(
@@ -197,5 +200,18 @@ def _assemble(name: str, corpus: Corpus, queries: dict[str, Query], qrels: Qrels
             ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""),
         )
     judged = sorted((q for q in queries.values() if q.qid in qrels), key=lambda q: natural_key(q.qid))
+    if not judged:
+        topics_src, qrels_src = where
+        example = f"; their query ids look like {', '.join(list(qrels)[:3])}" if qrels else ""
+        raise DataError(
+            f"dataset {name!r}: the qrels ({qrels_src}) judge none of the {len(queries)} topics in {topics_src}"
+            f"{example}; expected query ids such as {', '.join(list(queries)[:3]) or '(no topics)'}"
+        )
     kept_qrels = {q.qid: qrels[q.qid] for q in judged}
     return Dataset(name, corpus, judged, kept_qrels, source, unknown)
+
+
+def self_judged_pairs(qrels: Qrels) -> list[tuple[str, int]]:
+    """(qid, grade) of every judgement whose document id equals its query id, in natural qid order."""
+    pairs = [(qid, docs[qid]) for qid, docs in qrels.items() if qid in docs]
+    return sorted(pairs, key=lambda p: natural_key(p[0]))

@@ -15,8 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from tqdm import tqdm
+
 from harness.errors import DataError
 from harness.types import Doc, Qrels, Query
+
+_QUIET_BYTES = 256 << 20  # files smaller than this hash in a second or two: no bar
 
 
 class BeirSource:
@@ -63,12 +67,15 @@ class BeirSource:
             for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), start=1):
                 yield number, line.rstrip("\r\n")
 
+    def size(self, rel: str) -> int:
+        if self._zip_prefix is None:
+            return (self.path / rel).stat().st_size
+        with zipfile.ZipFile(self.path) as zf:
+            return zf.getinfo(self._zip_prefix + rel).file_size
+
     def sha256(self, rel: str) -> str:
-        digest = hashlib.sha256()
         with self.open_bytes(rel) as raw:
-            while chunk := raw.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
+            return _stream_sha256(raw, self.size(rel), self.display(rel))
 
 
 def _json_object(line: str, where: str) -> dict[str, Any]:
@@ -177,9 +184,11 @@ def read_trec_qrels(path: Path) -> Qrels:
     return qrels
 
 
-def file_sha256(path: Path) -> str:
+def _stream_sha256(raw: IO[bytes], size: int, name: str) -> str:
+    """Hex SHA-256 of a stream; a bar for big files (an MS MARCO corpus takes a while to read)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"hash {name}", disable=size < _QUIET_BYTES) as bar:
+        while chunk := raw.read(1 << 20):
             digest.update(chunk)
+            bar.update(len(chunk))
     return digest.hexdigest()

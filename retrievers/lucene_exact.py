@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from harness import cache, java
 from harness.errors import DataError
@@ -111,20 +112,10 @@ def export_postings(index_dir: Path, out: Path, fields: list[str]) -> None:
         if reader.numDocs() != n:
             raise DataError(f"{index_dir} has deleted documents; rebuild it")
         stored = reader.storedFields()
-        meta: dict[str, Any] = {"docids": [stored.document(i).get("id") for i in range(n)], "fields": {}}
+        docids = [stored.document(i).get("id") for i in tqdm(range(n), unit="doc", desc="export docids", mininterval=1)]
+        meta: dict[str, Any] = {"docids": docids, "fields": {}}
         for field in fields:
-            terms: list[str] = []
-            indptr, docs, tfs = [0], [], []
-            lucene_terms = multi_terms.getTerms(reader, field)
-            enum = lucene_terms.iterator() if lucene_terms is not None else None
-            postings = None
-            while enum is not None and (term := enum.next()) is not None:
-                terms.append(term.utf8ToString())
-                postings = enum.postings(postings, _FREQS)
-                while (doc := postings.nextDoc()) != _NO_MORE_DOCS:
-                    docs.append(doc)
-                    tfs.append(postings.freq())
-                indptr.append(len(docs))
+            terms, indptr, docs, tfs = _read_postings(reader, multi_terms.getTerms(reader, field), field)
             doc_arr, tf_arr = np.array(docs, dtype=np.int32), np.array(tfs, dtype=np.int32)
             lengths = np.bincount(doc_arr, weights=tf_arr, minlength=n).astype(np.int64)
             norms = encode_lengths(lengths)
@@ -139,6 +130,25 @@ def export_postings(index_dir: Path, out: Path, fields: list[str]) -> None:
         cache.write_text_atomic(out / "meta.json", json.dumps(meta))
     finally:
         reader.close()
+
+
+def _read_postings(reader: Any, lucene_terms: Any, field: str) -> tuple[list[str], list[int], list[int], list[int]]:
+    """One field's terms and CSR postings (indptr, docs, tfs), with a progress bar over its postings."""
+    terms: list[str] = []
+    indptr, docs, tfs = [0], [], []
+    enum = lucene_terms.iterator() if lucene_terms is not None else None
+    postings = None
+    total = reader.getSumDocFreq(field)
+    with tqdm(total=total, unit="posting", unit_scale=True, desc=f"export {field} postings", mininterval=1) as bar:
+        while enum is not None and (term := enum.next()) is not None:
+            terms.append(term.utf8ToString())
+            postings = enum.postings(postings, _FREQS)
+            while (doc := postings.nextDoc()) != _NO_MORE_DOCS:
+                docs.append(doc)
+                tfs.append(postings.freq())
+            bar.update(len(docs) - indptr[-1])
+            indptr.append(len(docs))
+    return terms, indptr, docs, tfs
 
 
 def _check_norms(reader: Any, multi_norms: Any, field: str, norms: np.ndarray, lengths: np.ndarray) -> None:
