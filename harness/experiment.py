@@ -14,16 +14,19 @@ import json
 import logging
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from harness import java, leaderboard
-from harness.datasets import Dataset, load_dataset
+from harness.datasets import Dataset, load_dataset, self_judged_pairs
 from harness.errors import ConfigError
 from harness.metrics import evaluate, parse_measures
 from harness.provenance import git_commit
@@ -107,24 +110,82 @@ def _kept(run_dir: Path, board: Path, digest: str) -> Outcome | None:
     return Outcome(run_dir, metrics["measures"], None)
 
 
+def warn_self_judgements(cfg: DictConfig, dataset: Dataset) -> None:
+    """``remove_query`` drops every hit whose docid equals the qid: say so when qrels judge such a pair."""
+    if not _removes_query_hits(OmegaConf.to_container(cfg.retriever, resolve=True)):
+        return
+    if pairs := self_judged_pairs(dataset.qrels):
+        relevant = sum(1 for _, grade in pairs if grade > 0)
+        log.warning(
+            "%s: remove_query is on, and the qrels judge %d query-document pairs with the same id (%d relevant, "
+            "e.g. %s): those documents can never be retrieved. If query and document ids are unrelated, set "
+            "dataset.remove_query=false.",
+            dataset.name,
+            len(pairs),
+            relevant,
+            ", ".join(qid for qid, _ in pairs[:5]),
+        )
+
+
+def _removes_query_hits(node: Any) -> bool:
+    """True when this retriever (or any stage of a hybrid) has ``remove_query`` on."""
+    if isinstance(node, dict):
+        return node.get("remove_query") is True or any(_removes_query_hits(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_removes_query_hits(v) for v in node)
+    return False
+
+
+@contextmanager
+def one_run_at_a_time(runs: Path, digest: str) -> Iterator[None]:
+    """Runs of one config hash (a sweep launched twice) take turns, so the later ones find the first's
+    complete run and skip it instead of appending a second row."""
+    lock = FileLock(str(runs / ".locks" / f"{digest}.lock"))
+    (runs / ".locks").mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for another run of config %s to finish", digest)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def run_experiment(cfg: DictConfig) -> Outcome:
     started = time.perf_counter()
     measures = parse_measures(list(cfg.measures))
-    java.configure(heap=cfg.java.heap)
+    runs = Path(cfg.runs_dir).absolute()
+    java.configure(heap=cfg.java.heap, crash_dir=runs)
     dataset = load_dataset(cfg.dataset, cfg.data_root)
     queries = select_queries(dataset.queries, cfg.max_queries)
     if empty := [q.qid for q in queries if not q.text.strip()]:
         log.warning("%d queries have empty text and will retrieve nothing: %s", len(empty), ", ".join(empty[:10]))
+    warn_self_judgements(cfg, dataset)
     digest = config_hash(cfg, dataset)
-    runs = Path(cfg.runs_dir).absolute()
     run_dir = runs / cfg.dataset.name / system_name(cfg) / digest
     board = runs / "leaderboard.csv"
-    if not cfg.overwrite and (kept := _kept(run_dir, board, digest)):
-        log.info(
-            "skipping %s %s: complete run %s exists (overwrite=true recomputes)", system_name(cfg), digest, run_dir
-        )
-        return kept
+    with one_run_at_a_time(runs, digest):
+        if not cfg.overwrite and (kept := _kept(run_dir, board, digest)):
+            log.info(
+                "skipping %s %s: complete run %s exists (overwrite=true recomputes)", system_name(cfg), digest, run_dir
+            )
+            return kept
+        return _compute(cfg, dataset, queries, measures, run_dir, board, started)
 
+
+def _compute(
+    cfg: DictConfig,
+    dataset: Dataset,
+    queries: list[Query],
+    measures: list[Any],
+    run_dir: Path,
+    board: Path,
+    started: float,
+) -> Outcome:
+    """Both stages, the measures, the run folder and its leaderboard row."""
+    digest = run_dir.name
     first = first_stage_run(cfg.retriever, dataset.corpus, queries, Path(cfg.cache_dir))
     second = second_stage(cfg, dataset, queries, first.run)
     aggregate, per_query = evaluate(second.run, {q.qid: dataset.qrels[q.qid] for q in queries}, measures)

