@@ -126,12 +126,12 @@ def test_a_missing_extra_names_the_install_command(tmp_path: Path):
 
 @pytest.mark.slow
 def test_sigterm_mid_listwise_run_exits_cleanly_and_keeps_answers(tmp_path: Path):
-    """The JVM (BM25) and torch (SmolLM2) share the process; SIGTERM once answers are cached."""
+    """The JVM (BM25) and torch (SmolLM2) share the process; SIGTERM once an answer is cached (of 4 windows)."""
     overrides = [
         f"runs_dir={tmp_path / 'runs'}",
         "reranker=listwise",
-        "max_queries=4",
-        "reranker.depth=8",
+        "max_queries=2",
+        "reranker.depth=6",
         "reranker.window=4",
         "reranker.stride=2",
         "reranker.passage_tokens=24",
@@ -140,7 +140,7 @@ def test_sigterm_mid_listwise_run_exits_cleanly_and_keeps_answers(tmp_path: Path
     proc = subprocess.Popen([sys.executable, EVALUATE, *overrides], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
     answers = tmp_path / "runs" / "cache"
     deadline = time.monotonic() + 600
-    while answered(answers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+    while answered(answers) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
     assert proc.poll() is None, "the run ended before it could be stopped"
     kept = answered(answers)
@@ -150,7 +150,7 @@ def test_sigterm_mid_listwise_run_exits_cleanly_and_keeps_answers(tmp_path: Path
     assert "stopped by SIGTERM: finished work is kept" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # no hs_err_pid*.log or anything else
     assert not list((tmp_path / "runs").rglob("hs_err_pid*")) and not (tmp_path / "runs" / "leaderboard.csv").exists()
-    assert answered(answers) >= kept >= 2
+    assert answered(answers) >= kept >= 1
 
     done = run_python(EVALUATE, *overrides, cwd=tmp_path)
     [row] = read_rows(tmp_path / "runs" / "leaderboard.csv")
