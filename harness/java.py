@@ -50,7 +50,9 @@ def anserini_jar() -> str:
     folders = list(spec.submodule_search_locations or []) if spec else []
     jars = [j for f in folders for j in glob.glob(os.path.join(f, "resources/jars/anserini-*-fatjar.jar"))]
     if not jars:
-        raise JavaError("no anserini-*-fatjar.jar inside the pyserini package; reinstall pyserini==1.6.0")
+        raise JavaError(
+            "no anserini-*-fatjar.jar inside the pyserini package: .venv/bin/pip install --no-deps pyserini==1.6.0"
+        )
     return max(jars)
 
 
