@@ -82,3 +82,18 @@ def test_out_is_still_required_without_a_recipe_giving_it(tmp_path: Path, capsys
     with pytest.raises(SystemExit):
         ce_train.parse_args(["--recipe", recipe(tmp_path, "epochs: 1\n")])
     assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overlay", "command"),
+    [
+        (
+            "ce_minilm_scifact",
+            ["reranker=cross_encoder", "reranker.model=runs/models/ce-minilm-scifact", "reranker.max_length=256"],
+        ),
+        ("gen_minilm_scifact", ["retriever=generative", "retriever.model=runs/models/gen-minilm-scifact"]),
+    ],
+)
+def test_evaluation_overlay_equals_the_command_line_it_replaced(make_cfg, overlay: str, command: list[str]):
+    """Same composed config, so the Makefile's runs keep their config hashes."""
+    assert make_cfg(f"experiment={overlay}") == make_cfg(*command)
