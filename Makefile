@@ -68,46 +68,29 @@ tune: $(STAMP)
 	$(BIN)/python evaluate.py experiment=tune_bm25
 	$(BIN)/python evaluate.py retriever.name=bm25_tuned $$($(BIN)/python -m harness.tune $(TUNED))
 
-# A cross-encoder trained here (no cross-encoder ships on this machine): MiniLM + a fresh head on
-# SciFact train with BM25 hard negatives, 38 minutes of 2 CPU cores, then BM25 top-100 -> it on test.
+# Recipes in conf/train/, evaluations in conf/experiment/ (each file says what it is).
 CE_MODEL := runs/models/ce-minilm-scifact
-CE_MAX_LENGTH := 256
 train-ce: $(STAMP)
-	$(BIN)/python -m rerankers.train --out $(CE_MODEL) --max-length $(CE_MAX_LENGTH) --negatives 7 \
-		--negatives-depth 50 --batch-queries 4 --epochs 4 --lr 5e-5 --dev-queries 60 --dev-depth 20 \
-		--max-minutes 38 --checkpoint-every 25 --dev-every 150
+	$(BIN)/python -m rerankers.train --recipe conf/train/ce-minilm-scifact.yaml
 
-# The model alone, then interpolated with BM25 at the weight chosen on the held-out train queries
-# (training.json: best_interpolation_weight); the second run reuses the cached scores.
-CE_WEIGHT = $$($(BIN)/python -c "import json; print(json.load(open('$(CE_MODEL)/training.json'))['dev'][-1]['best_interpolation_weight'])")
 eval-ce: $(STAMP)
-	$(BIN)/python evaluate.py reranker=cross_encoder reranker.model=$(CE_MODEL) \
-		reranker.max_length=$(CE_MAX_LENGTH) overwrite=true
-	$(BIN)/python evaluate.py reranker=cross_encoder reranker.model=$(CE_MODEL) \
-		reranker.max_length=$(CE_MAX_LENGTH) reranker.interpolate=$(CE_WEIGHT) overwrite=true
+	$(BIN)/python evaluate.py experiment=ce_minilm_scifact overwrite=true
+	$(BIN)/python evaluate.py experiment=ce_minilm_scifact reranker.interpolate=dev overwrite=true
 
 bench-ce: $(STAMP)
 	$(BIN)/python benchmarks/cross_encoder.py --model $(CE_MODEL)
 
-# Generative retrieval trained here (no seq2seq retriever ships): MiniLM encoder + 2-layer decoder spelling
-# semantic ids (hierarchical k-means, 10 per level) of SciFact's corpus, from the documents, pseudo-queries and
-# the train queries; 60 minutes of 2 CPU cores; rerunning resumes. Then the model alone on SciFact test.
 GEN_MODEL := runs/models/gen-minilm-scifact
 train-gen: $(STAMP)
-	$(BIN)/python -m retrievers.train_generative --out $(GEN_MODEL) --dataset scifact-train --docids semantic \
-		--k 10 --max-length 64 --batch-size 32 --bucket 100 --query-repeats 3 --epochs 5.5 --max-minutes 60 \
-		--checkpoint-every 200 --eval-every 500 --eval-size 100
+	$(BIN)/python -m retrievers.train_generative --recipe conf/train/gen-minilm-scifact.yaml
 
 eval-gen: $(STAMP)
-	$(BIN)/python evaluate.py retriever=generative retriever.model=$(GEN_MODEL) retriever.hits=100
+	$(BIN)/python evaluate.py experiment=gen_minilm_scifact
 
-# Size on disk, query latency and effectiveness of BM25, dense and that model, side by side.
 bench-gen: $(STAMP)
 	$(BIN)/python benchmarks/first_stage.py --generative $(GEN_MODEL)
 
-# SmolLM2-135M listwise reranking of BM25's top 20 on SciFact test (sliding = full at depth 20;
-# the first 100 / 50 queries: ~3 and ~11 s per query here), then the LLM cost per query of the
-# three strategies at depth 100 (2 queries). Drop max_queries for all 300.
+# SmolLM2-135M listwise reranking of BM25's top 20 on SciFact test, each beside BM25 on the same queries.
 eval-listwise: $(STAMP)
 	$(BIN)/python evaluate.py max_queries=100
 	$(BIN)/python evaluate.py reranker=listwise_first_token reranker.depth=20 max_queries=100

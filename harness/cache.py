@@ -4,6 +4,9 @@ A cache entry is a folder named by the hash of its key. It is built under a temp
 name and renamed into place only when complete, with a ``manifest.json`` recording the
 key and every file's size and BLAKE2 digest. An entry whose manifest is missing, whose key
 differs, or whose files do not match is stale or corrupt: it is removed and rebuilt.
+
+Each entry used under ``locked`` counts once, as ``hit`` (found and verified) or ``built``, in
+every open ``tally()``: how a run can say what it reused, which tests assert instead of timings.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ import os
 import re
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,17 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _TEMP_PID = re.compile(r"\.tmp-(\d+)-")
+
+Tally = dict[str, Counter[str]]  # cache folder name ("lucene", "first-stage", ...) -> {"hit": n, "built": m}
+
+
+@dataclass
+class _Use:
+    outcome: str | None = None  # "hit" or "built"; None: the entry was neither found nor built
+
+
+_IN_USE: ContextVar[dict[Path, _Use] | None] = ContextVar("cache_in_use", default=None)  # entries under locked()
+_TALLIES: ContextVar[tuple[Tally, ...]] = ContextVar("cache_tallies", default=())
 
 
 def key_hash(key: dict[str, Any]) -> str:
@@ -88,6 +105,7 @@ def lookup(root: Path, key: dict[str, Any]) -> Path | None:
         return None
     problem = verify(folder, key)
     if problem is None:
+        _mark(folder, "hit")
         return folder
     log.warning("cache entry %s is stale or corrupt (%s): rebuilding", folder, problem)
     shutil.rmtree(folder, ignore_errors=True)
@@ -96,10 +114,36 @@ def lookup(root: Path, key: dict[str, Any]) -> Path | None:
 
 @contextmanager
 def locked(root: Path, key: dict[str, Any]) -> Iterator[None]:
-    """Serialise lookup-then-build of one entry across processes (parallel sweep jobs)."""
+    """Serialise lookup-then-build of one entry across processes (parallel sweep jobs); on success
+    count the entry's use once in the open tallies (a lookup after a build stays a build)."""
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".{key_hash(key)}.lock")):
-        yield
+    use = _Use()
+    token = _IN_USE.set({**(_IN_USE.get() or {}), root / key_hash(key): use})
+    try:
+        with FileLock(str(root / f".{key_hash(key)}.lock")):
+            yield
+    finally:
+        _IN_USE.reset(token)
+    if use.outcome is not None:
+        for counts in _TALLIES.get():
+            counts.setdefault(root.name, Counter())[use.outcome] += 1
+
+
+@contextmanager
+def tally() -> Iterator[Tally]:
+    """Count the cache entries used inside the block, nested tallies' uses included."""
+    counts: Tally = {}
+    token = _TALLIES.set((*_TALLIES.get(), counts))
+    try:
+        yield counts
+    finally:
+        _TALLIES.reset(token)
+
+
+def _mark(folder: Path, outcome: str) -> None:
+    use = (_IN_USE.get() or {}).get(folder)
+    if use is not None and use.outcome != "built":
+        use.outcome = outcome
 
 
 @contextmanager
@@ -115,6 +159,7 @@ def build(root: Path, key: dict[str, Any]) -> Iterator[Path]:
         manifest = {"key": key, "files": _file_table(tmp)}
         write_text_atomic(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
         replace_dir(tmp, final)
+        _mark(final, "built")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

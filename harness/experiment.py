@@ -219,6 +219,7 @@ def _compute(
         "dataset_fingerprint": dataset.fingerprint,
         "dataset_source": dataset.source,
         "reranker_stats": second.stats,
+        "cache": first.cache,  # cache entries the first stage reused or built: {"lucene": {"hit": 1}, ...}
         "row": row,
     }
     write_run_dir(run_dir, second.run, metrics, per_query, OmegaConf.to_yaml(cfg, resolve=True), system_name(cfg))

@@ -24,7 +24,8 @@ from harness import significance
 from harness.cache import write_text_atomic
 from harness.errors import RankbenchError
 
-LEADING = ["timestamp", "dataset", "retriever", "reranker", "reranker_model", "reranker_model_hash", "system"]
+LEADING = ["timestamp", "dataset", "retriever", "reranker", "reranker_model", "reranker_model_hash"]
+LEADING += ["reranker_interpolate", "system"]
 LEADING += ["config_hash", "git_commit"]
 LEADING += ["max_queries", "num_queries"]
 TRAILING = ["index_s", "retrieve_s", "rerank_s", "total_s", "peak_rss_mb", "run_path"]

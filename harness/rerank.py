@@ -3,7 +3,8 @@
 A scorer only turns (query, document) pairs into scores. This driver reranks the top
 ``depth`` hits of each query, fetches cached scores first and scores only the missing pairs,
 and keeps every hit below the depth in its first-stage order beneath the reranked ones.
-With ``interpolate`` the head is ordered by a weighted sum of reranker and first-stage scores.
+With ``interpolate`` the head is ordered by a weighted sum of reranker and first-stage scores;
+a named weight (``interpolate=dev``) is the number the scorer resolved it to (its ``interpolate``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Protocol
 
 from tqdm import tqdm
 
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 from harness.fusion import normalize
 from harness.score_cache import ScoreCache
 from harness.types import Corpus, Doc, Query, Run
@@ -29,8 +30,9 @@ def rerank_pointwise(
     corpus: Corpus,
     depth: int,
     cache: ScoreCache,
-    interpolate: float | None = None,
+    interpolate: float | str | None = None,
 ) -> Run:
+    weight = interpolation_weight(scorer, interpolate)
     wanted = {docid for q in queries for docid, _ in run.get(q.qid, [])[:depth]}
     docs = corpus.get_many(wanted)
     if missing := wanted - docs.keys():
@@ -45,10 +47,20 @@ def rerank_pointwise(
             fresh = dict(zip(todo, scorer.score([(query, docs[d]) for d in todo]), strict=True))
             cache.put(query.qid, query.text, fresh)
             scores.update(fresh)
-        final = interpolated(scores, hits[:depth], interpolate) if interpolate else scores
+        final = interpolated(scores, hits[:depth], weight) if weight else scores
         top = sorted(head, key=lambda d: -final[d])  # stable: ties keep first-stage order
         reranked[query.qid] = [(d, final[d]) for d in top] + beneath(tail, min(final.values(), default=0.0))
     return reranked
+
+
+def interpolation_weight(scorer: PointwiseScorer, interpolate: float | str | None) -> float | None:
+    """A number as configured; a name (``dev``) as the scorer resolved it from its model folder."""
+    if not isinstance(interpolate, str):
+        return interpolate
+    resolved = getattr(scorer, "interpolate", None)
+    if not isinstance(resolved, int | float):
+        raise ConfigError(f"reranker.interpolate={interpolate!r}: this reranker resolves no named weight")
+    return float(resolved)
 
 
 def interpolated(scores: dict[str, float], first: list[tuple[str, float]], weight: float) -> dict[str, float]:

@@ -43,6 +43,9 @@ class StageResult:
     index_seconds: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)  # leaderboard columns naming what ran (model, hash)
     stats: dict[str, Any] = field(default_factory=dict)  # counts for metrics.json (e.g. truncated documents)
+    # Cache entries the stage found or built, by cache folder: {"first-stage": {"hit": 1}}; metrics.json
+    # records it so a rerun can be shown to have reused its index and run (tests assert it, not timings).
+    cache: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def strip_runtime(node: Any) -> Any:
@@ -73,6 +76,16 @@ def content_identity(component: DictConfig | None) -> Any | None:
 
 def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path) -> StageResult:
     """The retriever's run, from the stage cache when this exact first stage ran before."""
+    with cache.tally() as used:
+        run, seconds, index_seconds = _cached_run(retriever_cfg, corpus, queries, cache_dir)
+    return StageResult(run, seconds, index_seconds, cache={kind: dict(counts) for kind, counts in used.items()})
+
+
+def _cached_run(
+    retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path
+) -> tuple[Run, float, float]:
+    """(run, retrieve seconds, index seconds); apart from ``first_stage_run`` because the run's own
+    cache entry is counted when its lock is released, which must happen inside the tally."""
     retriever_class = get_class(retriever_cfg._target_)
     key = {
         "kind": "first-stage-run",
@@ -89,7 +102,7 @@ def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Que
         entry = cache.lookup(root, key)
         if entry is not None:
             log.info("first stage %s from cache %s", retriever_cfg.name, entry)
-            return StageResult(read_trec_run(entry / "run.trec"), time.perf_counter() - started)
+            return read_trec_run(entry / "run.trec"), time.perf_counter() - started, 0.0
         retriever = instantiate(retriever_cfg, _recursive_=False)
         retriever.index(corpus, cache_dir)
         indexed = time.perf_counter()
@@ -97,4 +110,4 @@ def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Que
         done = time.perf_counter()
         with cache.build(root, key) as tmp:
             write_trec_run(run, tmp / "run.trec", tag=retriever_cfg.name)
-    return StageResult(run, done - indexed, indexed - started)
+    return run, done - indexed, indexed - started

@@ -9,7 +9,9 @@ monotone in its softmax probability and free of the softmax's saturation.
 
 Depth, the per-(model, qid, docid) score cache and the untouched tail come from
 ``harness.rerank``; ``cache_identity`` puts the weights digest into the cache key so a
-retrained model in the same folder never reuses stale scores.
+retrained model in the same folder never reuses stale scores. ``interpolate=dev`` is the
+first-stage weight ``rerankers.train --dev-queries`` chose on held-out train queries, read from
+the model folder's ``training.json``; the number used goes to the leaderboard row.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from retrievers.encoder import compute_dtype
 log = logging.getLogger(__name__)
 
 TRAIN_HINT = "python -m rerankers.train --base {folder} --out runs/models/my-cross-encoder"
+DEV_WEIGHT = "dev"  # reranker.interpolate=dev: the weight training chose on its dev queries
 
 
 class NotACrossEncoder(NotAnEncoder):
@@ -51,6 +54,21 @@ def check_cross_encoder(folder: Path) -> None:
             f"cannot score (query, document) pairs. Train a cross-encoder from it with "
             f"`{TRAIN_HINT.format(folder=folder)}` and use reranker.model=runs/models/my-cross-encoder."
         )
+
+
+def dev_weight(folder: Path) -> float:
+    """The interpolation weight recorded in ``folder/training.json`` (``dev[-1].best_interpolation_weight``),
+    so an evaluation uses the dev-chosen weight without anyone copying the number by hand."""
+    path = folder / "training.json"
+    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    dev = (record or {}).get("dev") or [{}]
+    if "best_interpolation_weight" not in dev[-1]:
+        found = "no such file" if record is None else "no dev evaluation in it"
+        raise ConfigError(
+            f"reranker.interpolate=dev reads dev[-1].best_interpolation_weight from {path}: {found}. "
+            "Train with --dev-queries N (rerankers.train) to have a weight chosen, or give the weight as a number."
+        )
+    return float(dev[-1]["best_interpolation_weight"])
 
 
 def tokenize_pairs(tokenizer, queries: list[str], docs: list[str], max_length: int) -> dict[str, torch.Tensor]:
@@ -80,17 +98,19 @@ class CrossEncoder:
         batch_size: int = 32,
         dtype: str = "auto",
         threads: int | None = 2,
-        interpolate: float | None = None,
+        interpolate: float | str | None = None,
     ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
-        if interpolate is not None and not 0 <= interpolate <= 1:
-            raise ConfigError(f"reranker.interpolate must be null or a weight in [0, 1], got {interpolate}")
+        weight = isinstance(interpolate, int | float) and 0 <= interpolate <= 1
+        if interpolate not in (None, DEV_WEIGHT) and not weight:
+            raise ConfigError(f"reranker.interpolate must be null, dev or a weight in [0, 1], got {interpolate!r}")
         self.name, self.depth, self.batch_size = name, depth, batch_size
         self.folder = resolve_model(model)
         check_cross_encoder(self.folder)
+        self.interpolate = dev_weight(self.folder) if interpolate == DEV_WEIGHT else interpolate
         self.digest = weights_digest(self.folder)
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
@@ -107,8 +127,9 @@ class CrossEncoder:
         return {"weights": weights_digest(resolve_model(cfg.model)), "compute_dtype": str(dtype).removeprefix("torch.")}
 
     def provenance(self) -> dict[str, str]:
-        """Leaderboard columns that identify the model actually used."""
-        return {"reranker_model": str(self.folder.absolute()), "reranker_model_hash": self.digest}
+        """Leaderboard columns that identify the model and the interpolation weight actually used."""
+        columns = {"reranker_model": str(self.folder.absolute()), "reranker_model_hash": self.digest}
+        return columns | ({} if self.interpolate is None else {"reranker_interpolate": f"{self.interpolate:g}"})
 
     def stats(self) -> dict[str, int]:
         return {"pairs_scored": self.pairs_scored, "pairs_truncated": self.pairs_truncated}

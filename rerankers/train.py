@@ -38,6 +38,7 @@ from harness.datasets import load_dataset
 from harness.errors import ConfigError
 from harness.metrics import evaluate, parse_measures
 from harness.models import resolve_model, weights_digest
+from harness.recipe import parse_with_recipe
 from harness.rerank import interpolated
 from harness.stages import first_stage_run, resolved
 from harness.types import Run
@@ -284,7 +285,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             kind = type(value) if value is not None else (float if name == "max_minutes" else int)
             kind = str if name == "data_root" else kind
             parser.add_argument(flag, type=kind, default=value, help=f"default {value}")
-    return TrainConfig(**vars(parser.parse_args(argv)))
+    return TrainConfig(**vars(parse_with_recipe(parser, argv)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,16 +39,21 @@ def compute_dtype(requested: str) -> torch.dtype:
     if requested not in DTYPES:
         raise ConfigError(f"retriever.dtype must be one of {', '.join(DTYPES)}, got {requested!r}")
     if requested == "auto":
-        return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else torch.float32
+        return torch.bfloat16 if native_bf16() else torch.float32
     return torch.bfloat16 if requested == "bfloat16" else torch.float32
 
 
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether bf16 matrix products run natively here (``cpuinfo``: /proc/cpuinfo's text, read when None).
+
+    Only then does ``auto`` pick bf16: elsewhere (AVX2) oneDNN emulates it, slower than fp32.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return torch.backends.mkldnn.is_available() and ("avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:

@@ -39,6 +39,7 @@ from harness.checkpoint import Checkpoint
 from harness.datasets import Dataset, load_dataset
 from harness.errors import ConfigError
 from harness.models import resolve_model, weights_digest
+from harness.recipe import parse_with_recipe
 from harness.types import Doc
 from retrievers.docids import DocIdMap, build_docids, scheme_settings
 from retrievers.encoder import compute_dtype
@@ -342,7 +343,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             parser.add_argument(flag, nargs="*", default=[], help="Hydra overrides for the dataset, e.g. dataset.path=")
         else:
             parser.add_argument(flag, type=_flag_type(name, value), default=value, help=f"default {value}")
-    return TrainConfig(**vars(parser.parse_args(argv)))
+    return TrainConfig(**vars(parse_with_recipe(parser, argv)))
 
 
 def main(argv: list[str] | None = None) -> None:

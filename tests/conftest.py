@@ -32,6 +32,11 @@ def run_python(
     return result
 
 
+def cache_use(run_dir: Path | str) -> dict[str, dict[str, int]]:
+    """The cache entries a run's first stage reused or built, as its metrics.json records them."""
+    return json.loads((Path(run_dir) / "metrics.json").read_text())["cache"]
+
+
 TINY_DOCS = [
     {"_id": "d1", "title": "Goldfish", "text": "Goldfish grow as large as their tank allows."},
     {"_id": "d2", "title": "Wifi", "text": "Wifi and bluetooth are wireless radio standards."},

@@ -68,3 +68,25 @@ def test_missing_file_and_missing_manifest(tmp_path: Path):
 def test_other_key_is_stale(tmp_path: Path):
     entry = built(tmp_path)
     assert cache.verify(entry, {**KEY, "corpus": "changed"}) == "manifest key differs"
+
+
+def test_tally_counts_one_build_then_hits_and_nested_tallies_add_up(tmp_path: Path):
+    root = tmp_path / "lucene"
+    with cache.tally() as outer:
+        with cache.locked(root, KEY):
+            assert cache.lookup(root, KEY) is None
+            built(root)  # build, then the lookup that returns it: one build, no hit
+        with cache.tally() as inner, cache.locked(root, KEY):
+            assert cache.lookup(root, KEY) is not None
+    assert outer == {"lucene": {"built": 1, "hit": 1}}
+    assert inner == {"lucene": {"hit": 1}}
+
+
+def test_failed_build_and_unlocked_lookups_are_not_counted(tmp_path: Path):
+    root = tmp_path / "lucene"
+    with cache.tally() as counts:
+        with pytest.raises(RuntimeError), cache.locked(root, KEY), cache.build(root, KEY):
+            raise RuntimeError("indexer crashed")
+        assert cache.lookup(root, KEY) is None
+        built(root)  # outside locked(): nothing serialised it, nothing counts it
+    assert counts == {}

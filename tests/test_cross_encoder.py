@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from harness.errors import ConfigError
 from harness.experiment import run_experiment
 from harness.models import resolve_model, weights_digest
 from harness.runfile import read_trec_run
@@ -148,6 +149,33 @@ def test_a_model_retrained_in_place_is_run_and_scored_again(trained, make_cfg, t
     assert after.row["reranker_model_hash"] == weights_digest(trained["full"]) != before.row["reranker_model_hash"]
     stats = json.loads((after.run_dir / "metrics.json").read_text())["reranker_stats"]
     assert stats["pairs_scored"] == sum(len(h) for h in read_trec_run(after.run_dir / "run.trec").values())
+
+
+def test_interpolate_dev_uses_the_weight_recorded_in_training_json(trained, make_cfg, tmp_path: Path):
+    folder = shutil.copytree(trained["full"], tmp_path / "ce")
+    record = json.loads((folder / "training.json").read_text())
+    record["dev"] = [{"step": STEPS, "best_interpolation_weight": 0.9}]  # what --dev-queries would have chosen
+    (folder / "training.json").write_text(json.dumps(record))
+    base = [f"dataset.path={trained['root'] / 'beir'}", "reranker=cross_encoder", f"reranker.model={folder}"]
+    dev = run_experiment(make_cfg(*base, "reranker.interpolate=dev"))
+    number = run_experiment(make_cfg(*base, "reranker.interpolate=0.9"))
+    alone = run_experiment(make_cfg(*base))
+    assert dev.row["reranker_interpolate"] == number.row["reranker_interpolate"] == "0.9"
+    assert "reranker_interpolate" not in alone.row
+    assert read_trec_run(dev.run_dir / "run.trec") == read_trec_run(number.run_dir / "run.trec")
+    assert read_trec_run(dev.run_dir / "run.trec") != read_trec_run(alone.run_dir / "run.trec")
+    assert len({dev.run_dir, number.run_dir, alone.run_dir}) == 3  # three configs, three hashes
+    for later in (number, alone):  # the weight is not part of the score cache's key: scores are shared
+        assert json.loads((later.run_dir / "metrics.json").read_text())["reranker_stats"]["pairs_scored"] == 0
+
+
+def test_interpolate_dev_without_a_dev_weight_names_the_file_and_the_key(trained):
+    """The fixture trains without --dev-queries, so its training.json records no dev evaluation."""
+    with pytest.raises(ConfigError, match=r"dev\[-1\]\.best_interpolation_weight") as error:
+        CrossEncoder(str(trained["full"]), interpolate="dev")
+    assert str(trained["full"] / "training.json") in str(error.value) and "no dev evaluation" in str(error.value)
+    with pytest.raises(ConfigError, match="must be null, dev or a weight"):
+        CrossEncoder(str(trained["full"]), interpolate="best")
 
 
 def test_long_documents_are_truncated_and_counted(tmp_path: Path):

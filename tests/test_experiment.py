@@ -13,7 +13,7 @@ import yaml
 from harness.errors import DataError
 from harness.experiment import run_experiment
 from harness.leaderboard import read_rows
-from tests.conftest import TINY_DOCS, write_beir
+from tests.conftest import TINY_DOCS, cache_use, write_beir
 from tests.fakes import ScriptedLengthScorer
 
 
@@ -38,12 +38,19 @@ def test_run_writes_outputs_and_a_leaderboard_row(make_cfg, tiny_beir: Path, tmp
 
 def test_existing_run_is_kept_unless_overwrite(make_cfg, tiny_beir: Path, tmp_path: Path):
     first = run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
+    assert cache_use(first.run_dir) == {"first-stage": {"built": 1}, "lucene": {"built": 1}}
     again = run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
     assert again.row is None and again.run_dir == first.run_dir
     redone = run_experiment(make_cfg(f"dataset.path={tiny_beir}", "overwrite=true"))
     assert redone.row is not None and redone.run_dir == first.run_dir
-    assert float(redone.row["index_s"]) < 0.5 * float(first.row["index_s"])  # the index was reused
+    assert cache_use(redone.run_dir) == {"first-stage": {"hit": 1}}  # the cached run: no index even opened
     assert len(read_rows(tmp_path / "runs" / "leaderboard.csv")) == 2
+
+
+def test_other_search_settings_reuse_the_index(make_cfg, tiny_beir: Path):
+    run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
+    other = run_experiment(make_cfg(f"dataset.path={tiny_beir}", "retriever.k1=1.2"))
+    assert cache_use(other.run_dir) == {"first-stage": {"built": 1}, "lucene": {"hit": 1}}
 
 
 def test_max_queries_takes_the_first_in_qid_order(make_cfg, tiny_beir: Path, tmp_path: Path):
@@ -105,7 +112,7 @@ def test_reranker_sweep_reuses_first_stage_and_scores(make_cfg, tmp_path: Path, 
     with caplog.at_level(logging.INFO):
         deep = run_experiment(make_cfg(*reranker, "+reranker.depth=3"))
     assert "first stage bm25 from cache" in caplog.text
-    assert deep.row["index_s"] == "0.000"
+    assert cache_use(deep.run_dir) == {"first-stage": {"hit": 1}}
     assert len(ScriptedLengthScorer.calls) == 3  # the depth-1 pair came from the score cache
     assert len(set(ScriptedLengthScorer.calls)) == 3
     ranked = [line.split()[2] for line in (deep.run_dir / "run.trec").read_text().splitlines()]
