@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from harness.errors import ConfigError, RankbenchError
 from harness.experiment import Outcome, run_experiment
 from harness.extras import missing_extra
-from harness.signals import stop_cleanly_on_sigterm
+from harness.signals import resumable
 
 log = logging.getLogger("rankbench")
 
@@ -50,10 +50,10 @@ def refuse_tuning_on_test(cfg: DictConfig) -> None:
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Returns the first measure, the objective that the Optuna sweeper maximises."""
-    stop_cleanly_on_sigterm()
     try:
         refuse_tuning_on_test(cfg)
-        outcome = run_experiment(cfg)
+        with resumable(f"finished work is kept in {cfg.cache_dir}"):
+            outcome = run_experiment(cfg)
     except RankbenchError as e:
         log.error("%s", e)
         sys.exit(2)
@@ -62,11 +62,6 @@ def main(cfg: DictConfig) -> float:
             raise
         log.error("retriever=%s reranker=%s: %s", cfg.retriever.name, cfg.reranker.get("name", "none"), hint)
         sys.exit(2)
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through harness.signals
-        log.error(
-            "%s: finished work is kept in %s; rerun the same command to resume", str(e) or "interrupted", cfg.cache_dir
-        )
-        sys.exit(getattr(e, "exit_code", 130))
     print(summary(cfg, outcome))
     return next(iter(outcome.metrics.values()))
 

@@ -8,8 +8,14 @@ removed, finished cache entries, LLM answers and checkpoints stay, and a rerun r
 
 from __future__ import annotations
 
+import logging
 import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
+
+log = logging.getLogger(__name__)
 
 
 class Stopped(KeyboardInterrupt):
@@ -27,3 +33,15 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 def stop_cleanly_on_sigterm() -> None:
     """Turn SIGTERM into :class:`Stopped` in the main thread (Ctrl-C already raises KeyboardInterrupt)."""
     signal.signal(signal.SIGTERM, _raise)
+
+
+@contextmanager
+def resumable(kept: str) -> Iterator[None]:
+    """Run an entry point's work so that a stop (SIGTERM, Ctrl-C) ends it with one line saying what was
+    kept, and the shell's exit code, instead of a traceback."""
+    stop_cleanly_on_sigterm()
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        log.error("%s: %s; rerun the same command to resume", str(e) or "interrupted", kept)
+        sys.exit(getattr(e, "exit_code", 130))

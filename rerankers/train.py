@@ -40,6 +40,7 @@ from harness.metrics import evaluate, parse_measures
 from harness.models import resolve_model, weights_digest
 from harness.recipe import parse_with_recipe
 from harness.rerank import interpolated
+from harness.signals import resumable
 from harness.stages import first_stage_run, resolved
 from harness.types import Run
 from rerankers.cross_encoder import doc_text, pair_scores, score_pairs, tokenize_pairs
@@ -290,7 +291,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    record = train(parse_args(argv))
+    args = parse_args(argv)
+    with resumable(f"the last checkpoint is kept in {args.out}/checkpoint"):
+        record = train(args)
     print(json.dumps({k: record[k] for k in ("steps", "total_steps", "wall_s", "final_loss", "dev")}, indent=2))
 
 

@@ -40,6 +40,7 @@ from harness.datasets import Dataset, load_dataset
 from harness.errors import ConfigError
 from harness.models import resolve_model, weights_digest
 from harness.recipe import parse_with_recipe
+from harness.signals import resumable
 from harness.types import Doc
 from retrievers.docids import DocIdMap, build_docids, scheme_settings
 from retrievers.encoder import compute_dtype
@@ -348,7 +349,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    record = train(parse_args(argv))
+    args = parse_args(argv)
+    with resumable(f"the last checkpoint is kept in {args.out}/checkpoint"):
+        record = train(args)
     print(json.dumps({k: record[k] for k in ("steps", "total_steps", "wall_s", "final_loss", "evals")}, indent=2))
 
 

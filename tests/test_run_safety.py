@@ -124,6 +124,16 @@ def test_a_missing_extra_names_the_install_command(tmp_path: Path):
     assert "Traceback" not in done.stderr
 
 
+def test_resumable_turns_sigterm_into_one_line_and_the_shell_exit_code(tmp_path: Path):
+    code = "import os, signal, time\nfrom harness.signals import resumable\nwith resumable('the cache is kept'):\n"
+    code += "    open('started', 'w').close()\n    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(30)\n"
+    code += "open('after', 'w').close()\n"
+    done = run_python("-c", code, cwd=tmp_path, env={"PYTHONPATH": str(PROJECT)}, check=False)
+    assert done.returncode == 128 + signal.SIGTERM
+    assert done.stderr.strip() == "stopped by SIGTERM: the cache is kept; rerun the same command to resume"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["started"]  # nothing after the stop ran
+
+
 @pytest.mark.slow
 def test_sigterm_mid_listwise_run_exits_cleanly_and_keeps_answers(tmp_path: Path):
     """The JVM (BM25) and torch (SmolLM2) share the process; SIGTERM once an answer is cached (of 4 windows)."""
