@@ -11,6 +11,7 @@ from retrievers.encoder import native_bf16
 from tests.conftest import SHARED_DATA, run_python
 
 
+@pytest.mark.slow
 def test_bm25_benchmark_smoke(tmp_path: Path):
     out = tmp_path / "results"
     args = ["--queries", "12", "--repeats", "1", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
@@ -24,6 +25,7 @@ def test_bm25_benchmark_smoke(tmp_path: Path):
     assert "| system |" in (out / "bm25.md").read_text()
 
 
+@pytest.mark.slow
 def test_cross_encoder_benchmark_smoke(tmp_path: Path):
     out = tmp_path / "results"
     args = ["--queries", "2", "--depth", "5", "--max-length", "64", "--out", str(out), "--cache-dir", str(tmp_path)]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.dense import SYSTEMS
 from tests.conftest import SHARED_DATA, run_python
 
 
+@pytest.mark.slow
 def test_dense_benchmark_smoke(tmp_path: Path):
     out = tmp_path / "results"
     args = ["--docs", "16", "--rounds", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]

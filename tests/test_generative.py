@@ -141,6 +141,7 @@ def test_a_folder_that_is_not_a_generative_model_is_refused(tmp_path: Path, make
         Generative(model=None)
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run_and_other_settings_are_refused(beir: Path, tmp_path: Path):
     """3 steps by the CLI, then 3 more in a new session, against 6 in one go (atomic ids, 16 tokens)."""
     small = {"docids": "atomic", "max_length": 16, "checkpoint_every": 3, "eval_size": 2}
