@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -35,6 +36,17 @@ def run_python(
 def cache_use(run_dir: Path | str) -> dict[str, dict[str, int]]:
     """The cache entries a run's first stage reused or built, as its metrics.json records them."""
     return json.loads((Path(run_dir) / "metrics.json").read_text())["cache"]
+
+
+def cached_answers(folder: Path) -> int:
+    """LLM answers stored so far in the response caches under ``folder``: a read-only peek from a test
+    while a run writes them (0 until a cache file has its table)."""
+    total = 0
+    for path in folder.rglob("*.sqlite"):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='answers'").fetchone():
+                total += db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    return total
 
 
 TINY_DOCS = [

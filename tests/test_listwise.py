@@ -1,7 +1,6 @@
 """The listwise reranker end to end with the real SmolLM2-135M weights (GGUF, via transformers)."""
 
 import json
-import sqlite3
 import threading
 import time
 
@@ -11,6 +10,7 @@ from harness.errors import ConfigError
 from harness.experiment import run_experiment
 from harness.runfile import read_trec_run
 from rerankers.windows import sliding_windows
+from tests.conftest import cached_answers
 
 QUERIES, DEPTH, WINDOW, STRIDE = 3, 10, 5, 3
 SMALL = [f"max_queries={QUERIES}", f"reranker.depth={DEPTH}", f"reranker.window={WINDOW}", f"reranker.stride={STRIDE}"]
@@ -85,7 +85,7 @@ def test_openai_backend_run_survives_a_server_stopped_mid_run(make_cfg, start_ll
     job = threading.Thread(target=lambda: outcome.append(run_experiment(cfg)))
     job.start()
     answers = tmp_path / "runs" / "cache" / "llm-answers"
-    while job.is_alive() and answered(answers) < 2:
+    while job.is_alive() and cached_answers(answers) < 2:
         time.sleep(0.05)
     server.stop()
     job.join(timeout=600)
@@ -96,12 +96,3 @@ def test_openai_backend_run_survives_a_server_stopped_mid_run(make_cfg, start_ll
     assert stats["llm_calls"] + stats["llm_failed"] == windows
     assert int(result.row["rerank_llm_failed"]) == stats["llm_failed"]
     assert_permutation_of(read_trec_run(result.run_dir / "run.trec"), first)
-
-
-def answered(folder) -> int:
-    """Answers stored so far in the response cache (read-only peek from the test thread)."""
-    total = 0
-    for path in folder.glob("*.sqlite"):
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            total += db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-    return total

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 from harness.errors import DataError
 from harness.experiment import run_experiment
 from harness.leaderboard import read_rows
-from tests.conftest import PROJECT, SHARED_DATA, TINY_DOCS, run_python, write_beir
+from tests.conftest import PROJECT, SHARED_DATA, TINY_DOCS, cached_answers, run_python, write_beir
 
 EVALUATE = str(PROJECT / "evaluate.py")
 
@@ -147,30 +146,19 @@ def test_sigterm_mid_listwise_run_exits_cleanly_and_keeps_answers(tmp_path: Path
     proc = subprocess.Popen([sys.executable, EVALUATE, *overrides], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
     answers = tmp_path / "runs" / "cache"
     deadline = time.monotonic() + 600
-    while answered(answers) < 1 and proc.poll() is None and time.monotonic() < deadline:
+    while cached_answers(answers) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert proc.poll() is None, "the run ended before it could be stopped"
-    kept = answered(answers)
+    kept = cached_answers(answers)
     proc.send_signal(signal.SIGTERM)
     stderr = proc.communicate(timeout=120)[1].decode()
     assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert "stopped by SIGTERM: finished work is kept" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # no hs_err_pid*.log or anything else
     assert not list((tmp_path / "runs").rglob("hs_err_pid*")) and not (tmp_path / "runs" / "leaderboard.csv").exists()
-    assert answered(answers) >= kept >= 1
+    assert cached_answers(answers) >= kept >= 1
 
     done = run_python(EVALUATE, *overrides, cwd=tmp_path)
     [row] = read_rows(tmp_path / "runs" / "leaderboard.csv")
     stats = json.loads((Path(row["run_path"]) / "metrics.json").read_text())["reranker_stats"]
     assert stats["llm_cached"] >= kept and stats["llm_failed"] == 0, done.stderr[-2000:]  # paid answers kept
-
-
-def answered(cache_root: Path) -> int:
-    """Answers stored in the LLM answer caches under ``cache_root`` (0 before the first exists)."""
-    total = 0
-    for db in cache_root.rglob("*.sqlite*"):
-        if db.suffix in {".sqlite", ".sqlite3"}:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                tables = [t for (t,) in conn.execute("select name from sqlite_master where type='table'")]
-                total += sum(conn.execute(f"select count(*) from {t}").fetchone()[0] for t in tables)
-    return total
