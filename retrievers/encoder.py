@@ -9,6 +9,7 @@ cosine similarity to the fp32 vectors above 0.9999 and nDCG@10 within noise
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -48,12 +49,17 @@ def native_bf16(cpuinfo: str | None = None) -> bool:
 
     Only then does ``auto`` pick bf16: elsewhere (AVX2) oneDNN emulates it, slower than fp32.
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
+    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
     return torch.backends.mkldnn.is_available() and ("avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo)
+
+
+@functools.cache
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once per process (every encoder and cross-encoder hash asks)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:

@@ -113,6 +113,16 @@ def test_bm25_runs_with_the_core_install_alone(tmp_path: Path):
     assert len(read_rows(tmp_path / "runs" / "leaderboard.csv")) == 1
 
 
+def test_the_core_install_pins_the_pyserini_that_the_bench_extra_pins():
+    """The Makefile installs pyserini's jar --no-deps for the core; pyproject's bench extra pins it whole."""
+    import tomllib
+
+    makefile = (PROJECT / "Makefile").read_text()
+    [pin] = [line.split(":=")[1].strip() for line in makefile.splitlines() if line.startswith("PYSERINI :=")]
+    bench = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["bench"]
+    assert pin in bench
+
+
 def test_a_missing_extra_names_the_install_command(tmp_path: Path):
     data = write_beir(tmp_path / "tiny")
     args = [f"runs_dir={tmp_path / 'runs'}", "dataset=local", f"dataset.path={data}", "retriever=dense"]
