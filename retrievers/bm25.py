@@ -20,23 +20,38 @@ import logging
 import math
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from harness import cache, java
 from harness.errors import ConfigError, DataError
+from harness.memory import check_memory
 from harness.runfile import read_trec_run
 from harness.types import Corpus, Doc, Query, Run
-from retrievers.lucene_exact import LuceneBM25, QueryAnalyzer, adjust_score_ties, export_postings
+from retrievers.lucene_exact import (
+    POSTINGS_FORMAT,
+    LuceneBM25,
+    QueryAnalyzer,
+    adjust_score_ties,
+    engine_memory,
+    export_memory,
+    export_postings,
+)
 
 log = logging.getLogger(__name__)
 
 _BATCH = 2000
 _WHITESPACE = re.compile(r"\s+")
 _ENGINES = ("numpy", "anserini")
-_POSTINGS_FORMAT = "lucene-postings-v1"  # bump when the exported arrays change meaning
+_WHAT = {"lucene": "Lucene index", "bm25-postings": "exported postings"}  # cache folders, for the log
+_REMEDIES = (
+    "Lower retriever.threads (each thread holds 26 bytes per document), or use retriever.engine=anserini "
+    "(Lucene's own search; its memory is java.heap), or raise retriever.memory_limit if you know better."
+)
 
 
 class BM25:
@@ -57,6 +72,7 @@ class BM25:
         threads: int = 2,
         name: str = "bm25",
         engine: str = "numpy",
+        memory_limit: str | int = "auto",
     ):
         if k1 < 0 or not 0 <= b <= 1:
             raise ConfigError(f"retriever.k1 must be >= 0 and retriever.b in [0, 1], got k1={k1} b={b}")
@@ -74,44 +90,75 @@ class BM25:
         self.threads = threads
         self.name = name
         self.engine = engine
+        self.memory_limit = memory_limit
         self.index_dir: Path | None = None
         self._scorer: LuceneBM25 | None = None
+        self.stats: dict[str, float] = {}  # build timings, when index() built rather than reused
 
     def index(self, corpus: Corpus, cache_dir: Path) -> None:
-        """Reuse the verified Lucene index for this corpus, or build it atomically."""
-        key = {
+        """Reuse or build (atomically) the Lucene index, and for the numpy engine its exported postings.
+
+        Two cache entries, so an interrupted export never costs the indexing again, and the
+        anserini engine never pays for an export it does not read.
+        """
+        self.stats = {}
+        index_key = {
             "kind": "lucene-index",
             "corpus": corpus.fingerprint,
             "layout": "multifield" if self.multifield else "flat",
             "analyzer": "anserini-default-english-porter",
             "anserini": Path(java.anserini_jar()).name,
             "fields": ["title"] if self.multifield else [],
-            "postings": _POSTINGS_FORMAT,
+            "stored": "freqs-norms-only",  # no positions, document vectors or raw JSON
         }
-        root = cache_dir / "lucene"
+        found = self._cached(cache_dir / "lucene", index_key, "lucene_index_s", lambda out: self._build(corpus, out))
+        self.index_dir = found
+        self._scorer = None
+        if self.engine != "numpy":
+            return
+        postings_key = {
+            "kind": "lucene-postings",
+            "index": index_key,
+            "format": POSTINGS_FORMAT,
+            "fields": self._fields(),
+        }
+        postings = self._cached(cache_dir / "bm25-postings", postings_key, "export_s", self._exporter(found))
+        needed = engine_memory(postings, self.threads)
+        check_memory(needed, self.memory_limit, "BM25 search (engine=numpy)", "retriever.memory_limit", _REMEDIES)
+        weights = dict(self.field_weights) if self.multifield else {"contents": 1.0}
+        self._scorer = LuceneBM25(postings, self.k1, self.b, weights, self.threads)
+
+    def _exporter(self, index_dir: Path) -> Callable[[Path], None]:
+        def export(out: Path) -> None:
+            needed = export_memory(index_dir, self._fields())
+            check_memory(needed, self.memory_limit, "exporting postings", "retriever.memory_limit", _REMEDIES)
+            export_postings(index_dir, out, self._fields())
+
+        return export
+
+    def _cached(self, root: Path, key: dict[str, Any], timing: str, make: Callable[[Path], None]) -> Path:
+        """The verified entry for ``key`` under ``root``, built with ``make(folder)`` (and timed) if missing."""
         with cache.locked(root, key):
             found = cache.lookup(root, key)
             if found is None:
                 with cache.build(root, key) as tmp:
-                    self._build(corpus, tmp / "index")
-                    export_postings(tmp / "index", tmp / "postings", self._fields())
+                    started = time.perf_counter()
+                    make(tmp / "data")
+                    self.stats[timing] = time.perf_counter() - started
                 found = cache.lookup(root, key)
-                assert found is not None, "freshly built index failed verification"
+                assert found is not None, f"freshly built {root.name} entry failed verification"
             else:
-                log.info("reusing Lucene index %s", found)
-        self.index_dir = found / "index"
-        self._scorer = None
-        if self.engine == "numpy":
-            weights = dict(self.field_weights) if self.multifield else {"contents": 1.0}
-            self._scorer = LuceneBM25(found / "postings", self.k1, self.b, weights)
+                log.info("reusing %s %s", _WHAT[root.name], found)
+        return found / "data"
 
     def _fields(self) -> list[str]:
         """Lucene fields indexed and exported: ``contents`` always, ``title`` in the multifield layout."""
         return ["contents", "title"] if self.multifield else ["contents"]
 
     def _build(self, corpus: Corpus, index_dir: Path) -> None:
-        args = ["-index", str(index_dir), "-storePositions", "-storeDocvectors", "-storeRaw"]
-        args += ["-input", "", "-collection", "JsonCollection", "-threads", str(self.threads)]
+        # Frequencies and norms are all BM25 reads: no positions, document vectors or raw JSON
+        # (at 8.8M passages they would double the index for nothing; texts come from the corpus).
+        args = ["-index", str(index_dir), "-input", "", "-collection", "JsonCollection", "-threads", str(self.threads)]
         if self.multifield:  # without -fields Anserini indexes only "contents" and drops the title
             args += ["-fields", "title"]
         indexer = java.autoclass("io.anserini.index.SimpleIndexer")(args)
@@ -156,13 +203,16 @@ class BM25:
         return run
 
     def _retrieve_numpy(self, queries: list[Query]) -> Run:
-        assert self._scorer is not None
-        analyze = QueryAnalyzer.shared()
+        scorer = self._scorer
+        assert scorer is not None
+        analyze = QueryAnalyzer.shared()  # the JVM, in this thread; scoring then runs on `threads` threads
+        analysed = [analyze(q.text) for q in queries]
+        with tqdm(total=len(queries), unit="query", desc=f"search {self.name}", mininterval=0.5) as bar:
+            found = scorer.search_many(analysed, self.hits, bar.update)
         run: Run = {}
-        for q in tqdm(queries, unit="query", desc=f"search {self.name}", mininterval=0.5):
-            docs, scores = self._scorer.search(analyze(q.text), self.hits)
-            docids = self._scorer.docids
-            hits = [(docids[d], s) for d, s in zip(docs.tolist(), adjust_score_ties(scores).tolist(), strict=True)]
+        for q, (docs, scores) in zip(queries, found, strict=True):
+            adjusted = adjust_score_ties(scores).tolist()
+            hits = list(zip(scorer.docids(docs), adjusted, strict=True))
             if self.remove_query:  # after the cut and the tie adjustment, as SearchCollection does
                 hits = [(docid, score) for docid, score in hits if docid != q.qid]
             run[q.qid] = hits

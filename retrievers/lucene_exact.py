@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from harness import cache, java
 from harness.errors import DataError
+from retrievers import bm25_kernel, lucene_export
 
 # This module reproduces, in numpy float32, what Lucene 9.9's BM25Similarity and
 # BooleanQuery compute for the queries Anserini's SearchCollection builds
@@ -91,71 +93,75 @@ def lucene_norm_inverse(k1: float, b: float, avgdl: np.float32) -> np.ndarray:
     return one / (k1f * ((one - bf) + bf * _LENGTH_TABLE / avgdl))
 
 
-_NO_MORE_DOCS = 2**31 - 1
-_FREQS = 8  # PostingsEnum.FREQS
+POSTINGS_FORMAT = 2  # bump when the exported files change meaning or layout
 
 
 def export_postings(index_dir: Path, out: Path, fields: list[str]) -> None:
-    """Write each field's postings (term-major, CSR) and norms from the Lucene index itself.
+    """Write each field's postings (term-major, CSR), norms and terms, and the document ids, from the Lucene index.
 
     Reading the index rather than re-analysing the corpus means the arrays hold exactly the
-    terms, frequencies and statistics Lucene scores with. Norms are recomputed from the
-    lengths and checked against the ones Lucene stored, so a mismatch fails the build
-    instead of silently changing rankings.
+    terms, frequencies and statistics Lucene scores with. Each document's length is recomputed
+    from the postings and its norm checked against the one Lucene stored, so a mismatch fails
+    the build instead of silently changing rankings. Files are raw little-endian arrays, memory
+    mapped at search time; ``meta.json`` names their dtypes and sizes.
     """
     reader = java.autoclass("io.anserini.index.IndexReaderUtils").getReader(str(index_dir))
-    multi_terms = java.autoclass("org.apache.lucene.index.MultiTerms")
-    multi_norms = java.autoclass("org.apache.lucene.index.MultiDocValues")
     out.mkdir(parents=True)
     try:
         n = reader.maxDoc()
         if reader.numDocs() != n:
             raise DataError(f"{index_dir} has deleted documents; rebuild it")
-        stored = reader.storedFields()
-        docids = [stored.document(i).get("id") for i in tqdm(range(n), unit="doc", desc="export docids", mininterval=1)]
-        meta: dict[str, Any] = {"docids": docids, "fields": {}}
+        meta: dict[str, Any] = {"format": POSTINGS_FORMAT, "num_docs": n, "fields": {}}
+        _write_docids(lucene_export.export_docids(reader, out), out)
         for field in fields:
-            terms, indptr, docs, tfs = _read_postings(reader, multi_terms.getTerms(reader, field), field)
-            doc_arr, tf_arr = np.array(docs, dtype=np.int32), np.array(tfs, dtype=np.int32)
-            lengths = np.bincount(doc_arr, weights=tf_arr, minlength=n).astype(np.int64)
-            norms = encode_lengths(lengths)
-            _check_norms(reader, multi_norms, field, norms, lengths)
-            doc_count, total = reader.getDocCount(field), reader.getSumTotalTermFreq(field)
-            if doc_count != int((lengths > 0).sum()) or total != int(lengths.sum()):
-                raise DataError(f"{index_dir}: field {field!r} statistics disagree with its postings")
-            np.savez(
-                out / f"{field}.npz", indptr=np.array(indptr, dtype=np.int64), docs=doc_arr, tf=tf_arr, norms=norms
-            )
-            meta["fields"][field] = {"terms": terms, "doc_count": doc_count, "sum_total_term_freq": total}
+            meta["fields"][field] = _export_field(reader, field, out, n, index_dir)
         cache.write_text_atomic(out / "meta.json", json.dumps(meta))
     finally:
         reader.close()
 
 
-def _read_postings(reader: Any, lucene_terms: Any, field: str) -> tuple[list[str], list[int], list[int], list[int]]:
-    """One field's terms and CSR postings (indptr, docs, tfs), with a progress bar over its postings."""
-    terms: list[str] = []
-    indptr, docs, tfs = [0], [], []
-    enum = lucene_terms.iterator() if lucene_terms is not None else None
-    postings = None
-    total = reader.getSumDocFreq(field)
-    with tqdm(total=total, unit="posting", unit_scale=True, desc=f"export {field} postings", mininterval=1) as bar:
-        while enum is not None and (term := enum.next()) is not None:
-            terms.append(term.utf8ToString())
-            postings = enum.postings(postings, _FREQS)
-            while (doc := postings.nextDoc()) != _NO_MORE_DOCS:
-                docs.append(doc)
-                tfs.append(postings.freq())
-            bar.update(len(docs) - indptr[-1])
-            indptr.append(len(docs))
-    return terms, indptr, docs, tfs
+def _write_docids(docids: list[str], out: Path) -> None:
+    """``docids.bin`` + ``docid_offsets``, and ``id_rank``: each document's place in id (byte) order, the tie-break."""
+    encoded = [d.encode("utf-8") for d in docids]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    (out / "docids.bin").write_bytes(b"".join(encoded))
+    offsets.tofile(out / "docid_offsets.i64")
+    order = np.argsort(np.array(encoded, dtype=bytes), kind="stable")  # "S" compares bytes, as BytesRef does
+    rank = np.empty(len(encoded), dtype=np.int32)
+    rank[order] = np.arange(len(encoded), dtype=np.int32)
+    rank.tofile(out / "id_rank.i32")
 
 
-def _check_norms(reader: Any, multi_norms: Any, field: str, norms: np.ndarray, lengths: np.ndarray) -> None:
-    values = multi_norms.getNormValues(reader, field)
-    stored = np.zeros(len(norms), dtype=np.uint8)
-    while values is not None and (doc := values.nextDoc()) != _NO_MORE_DOCS:
-        stored[doc] = values.longValue() & 0xFF  # the norm is a byte, sign-extended to a long
+def _export_field(reader: Any, field: str, out: Path, n: int, index_dir: Path) -> dict[str, Any]:
+    postings = lucene_export.export_field(reader, field, out / "scratch")
+    (out / "scratch").rmdir()
+    lengths = np.bincount(postings.docs, weights=postings.tf, minlength=n).astype(np.int64)
+    norms = encode_lengths(lengths)
+    _check_norms(field, norms, lengths, lucene_export.export_norms(reader, field, out))
+    doc_count, total = reader.getDocCount(field), reader.getSumTotalTermFreq(field)
+    if doc_count != int((lengths > 0).sum()) or total != int(lengths.sum()):
+        raise DataError(f"{index_dir}: field {field!r} statistics disagree with its postings")
+    tf_dtype = "u2" if postings.tf.size == 0 or int(postings.tf.max()) <= np.iinfo(np.uint16).max else "i4"
+    postings.docs.tofile(out / f"{field}.docs.i4")
+    postings.tf.astype(tf_dtype).tofile(out / f"{field}.tf.{tf_dtype}")
+    postings.indptr.tofile(out / f"{field}.indptr.i8")
+    norms.tofile(out / f"{field}.norms.u1")
+    encoded = [t.encode("utf-8") for t in postings.terms]
+    term_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=term_offsets[1:])
+    (out / f"{field}.terms.bin").write_bytes(b"".join(encoded))
+    term_offsets.tofile(out / f"{field}.term_offsets.i8")
+    return {
+        "doc_count": doc_count,
+        "sum_total_term_freq": total,
+        "num_terms": len(encoded),
+        "num_postings": int(postings.docs.size),
+        "tf_dtype": tf_dtype,
+    }
+
+
+def _check_norms(field: str, norms: np.ndarray, lengths: np.ndarray, stored: np.ndarray) -> None:
     has = lengths > 0
     bad = np.flatnonzero(has & (stored != norms))
     if len(bad):
@@ -166,86 +172,229 @@ def _check_norms(reader: Any, multi_norms: Any, field: str, norms: np.ndarray, l
         )
 
 
-@dataclass
-class _FieldPostings:
-    """One field's postings with Lucene's per-posting BM25 score at boost 1 precomputed."""
+def _map(path: Path, dtype: str, count: int) -> np.ndarray:
+    """A read-only memory map of a raw little-endian array (a plain ndarray view, as numba wants)."""
+    if count == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=np.dtype(dtype).newbyteorder("<"), mode="r", shape=(count,)).view(np.ndarray)
 
-    rows: dict[str, int]
+
+class TermDictionary:
+    """Terms in Lucene's (UTF-8 byte) order, found by binary search: nothing to build or hold per term."""
+
+    def __init__(self, blob: bytes, offsets: np.ndarray):
+        self._blob, self._offsets = blob, offsets.tolist()
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def row(self, term: str) -> int | None:
+        key, lo, hi = term.encode("utf-8"), 0, len(self)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._blob[self._offsets[mid] : self._offsets[mid + 1]] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        found = lo < len(self) and self._blob[self._offsets[lo] : self._offsets[lo + 1]] == key
+        return lo if found else None
+
+
+@dataclass
+class _Field:
+    """One field's memory-mapped postings and what scoring it needs."""
+
+    terms: TermDictionary
     indptr: np.ndarray
     docs: np.ndarray
-    tf: np.ndarray  # float32, as Lucene passes freq to the scorer
-    norm_inverse: np.ndarray  # float32 cache[norm] per posting
+    tf: np.ndarray
+    norms: np.ndarray  # uint8 per document
+    cache: np.ndarray  # float32 per norm byte: 1 / (k1 * (1 - b + b * length / avgdl))
     idf: np.ndarray  # float32 per term
-    unit_scores: np.ndarray  # float32 score per posting when weight == idf
+    weight: np.float32
+    bounds: np.ndarray  # float64 per term: its largest score per unit weight (bm25_kernel.term_bounds)
+    unit: np.ndarray  # float32 per posting: its score at boost 1 (flat BM25 only)
+
+
+class _Scratch:
+    """Per-thread accumulators: a double per document, as Lucene sums clause scores in double."""
+
+    def __init__(self, n: int, nested: bool):
+        self.acc, self.seen, self.touched = np.zeros(n), np.zeros(n, dtype=bool), np.empty(n, dtype=np.int32)
+        self.block_acc = np.zeros(bm25_kernel.BLOCK)
+        self.block_touched = np.empty(bm25_kernel.BLOCK, dtype=np.int32)
+        self.field = (np.zeros(n), np.zeros(n, dtype=bool), np.empty(n, dtype=np.int32)) if nested else None
+
+
+def export_memory(index_dir: Path, fields: list[str]) -> int:
+    """Bytes :func:`export_postings` holds at its peak, from the Lucene index's statistics.
+
+    Per posting: its document and frequency as read (8 bytes) and the compact frequency (2);
+    per document: its length (8), norm (1) and id as a Python string while it is sorted (~100).
+    """
+    reader = java.autoclass("io.anserini.index.IndexReaderUtils").getReader(str(index_dir))
+    try:
+        postings = max(reader.getSumDocFreq(f) for f in fields)
+        return 10 * postings + 120 * reader.maxDoc()
+    finally:
+        reader.close()
+
+
+def engine_memory(folder: Path, threads: int) -> int:
+    """Bytes the engine allocates; the memory-mapped postings, which the OS pages in and out, are not counted.
+
+    Per thread: a double, a flag and a list slot per document (26 bytes with a boosted field's
+    own), and a block of the pruned kernel. Per document: id rank, id offset, a norm per field.
+    Per posting of a flat index: its precomputed score. Per term: offsets, idf and bound.
+    """
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    n, fields = meta["num_docs"], meta["fields"].values()
+    per_thread = n * 26 + bm25_kernel.BLOCK * 12
+    per_doc = n * (4 + 8 + len(fields))
+    per_posting = 4 * sum(f["num_postings"] for f in fields) if len(fields) == 1 else 0
+    per_term = 24 * sum(f["num_terms"] for f in fields)
+    return threads * per_thread + per_doc + per_posting + per_term
 
 
 class LuceneBM25:
     """Top-k BM25 over exported postings, bit-for-bit Lucene's scores and order."""
 
-    def __init__(self, folder: Path, k1: float, b: float, field_weights: dict[str, float]):
+    def __init__(self, folder: Path, k1: float, b: float, field_weights: dict[str, float], threads: int = 1):
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        self.docids: list[str] = meta["docids"]
-        n = len(self.docids)
-        # Rank of each document's id in string order: the tie-break key (BytesRef order == str order).
-        self._id_rank = np.empty(n, dtype=np.int64)
-        self._id_rank[sorted(range(n), key=self.docids.__getitem__)] = np.arange(n)
-        self._acc = np.zeros(n, dtype=np.float64)
-        self._field_acc = np.zeros(n, dtype=np.float64)
-        self.fields: list[tuple[_FieldPostings, np.float32]] = []
-        for field, weight in field_weights.items():
-            info = meta["fields"][field]
-            arrays = np.load(folder / f"{field}.npz")
-            indptr, docs = arrays["indptr"], arrays["docs"]
-            tf = arrays["tf"].astype(np.float32)
-            doc_count = info["doc_count"]
-            avgdl = np.float32(info["sum_total_term_freq"] / doc_count) if doc_count else np.float32(1)
-            norm_inverse = lucene_norm_inverse(k1, b, avgdl)[arrays["norms"][docs]]
-            idf = lucene_idf(doc_count, np.diff(indptr))
-            idf_per_posting = np.repeat(idf, np.diff(indptr))
-            unit = idf_per_posting - idf_per_posting / (np.float32(1) + tf * norm_inverse)
-            rows = {t: i for i, t in enumerate(info["terms"])}
-            self.fields.append((_FieldPostings(rows, indptr, docs, tf, norm_inverse, idf, unit), np.float32(weight)))
+        if meta.get("format") != POSTINGS_FORMAT:
+            raise DataError(f"{folder}: postings format {meta.get('format')}, expected {POSTINGS_FORMAT}; rebuild")
+        self.num_docs = n = meta["num_docs"]
+        self._docid_blob = (folder / "docids.bin").read_bytes()
+        self._docid_offsets = _map(folder / "docid_offsets.i64", "i8", n + 1)
+        self._id_rank = _map(folder / "id_rank.i32", "i4", n)
+        self.fields = [self._field(folder, meta["fields"][f], f, k1, b, w) for f, w in field_weights.items()]
+        self._threads = max(1, threads)
+        # One field weighted 1 (flat BM25) is a plain disjunction: its top k can be pruned exactly.
+        self._prunable = len(self.fields) == 1 and self.fields[0].weight == np.float32(1)
+        if self._prunable:
+            f = self.fields[0]
+            f.bounds = bm25_kernel.term_bounds(f.docs, f.tf, f.indptr, f.cache, f.norms)
+            f.unit = bm25_kernel.unit_scores(f.docs, f.tf, f.indptr, f.idf, f.cache, f.norms)
+        nested = any(f.weight != np.float32(1) for f in self.fields)
+        self._scratch = [_Scratch(n, nested) for _ in range(self._threads)]
 
-    def search(self, terms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _field(folder: Path, info: dict[str, Any], name: str, k1: float, b: float, weight: float) -> _Field:
+        n_terms, n_postings = info["num_terms"], info["num_postings"]
+        indptr = _map(folder / f"{name}.indptr.i8", "i8", n_terms + 1)
+        doc_count = info["doc_count"]
+        avgdl = np.float32(info["sum_total_term_freq"] / doc_count) if doc_count else np.float32(1)
+        terms = TermDictionary(
+            (folder / f"{name}.terms.bin").read_bytes(), _map(folder / f"{name}.term_offsets.i8", "i8", n_terms + 1)
+        )
+        return _Field(
+            terms=terms,
+            indptr=indptr,
+            docs=_map(folder / f"{name}.docs.i4", "i4", n_postings),
+            tf=_map(folder / f"{name}.tf.{info['tf_dtype']}", info["tf_dtype"], n_postings),
+            norms=np.fromfile(folder / f"{name}.norms.u1", dtype=np.uint8),
+            cache=lucene_norm_inverse(k1, b, avgdl),
+            idf=lucene_idf(doc_count, np.diff(indptr)),
+            weight=np.float32(weight),
+            bounds=np.zeros(0),
+            unit=np.zeros(0, dtype=np.float32),
+        )
+
+    def docids(self, docs: np.ndarray) -> list[str]:
+        """The collection ids of Lucene document numbers ``docs``."""
+        blob = self._docid_blob
+        starts, ends = self._docid_offsets[docs].tolist(), self._docid_offsets[docs + 1].tolist()
+        return [blob[s:e].decode("utf-8") for s, e in zip(starts, ends, strict=True)]
+
+    def search(self, terms: list[str], k: int, thread: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` documents for analysed query ``terms``: (doc numbers, float32 scores), Lucene's order."""
         counts = Counter(terms)
-        acc, touched = self._acc, []
-        for postings, weight in self.fields:
+        scratch = self._scratch[thread]
+        if self._prunable:
+            docs, scores = self._pruned(counts, k, scratch)
+        else:
+            docs, scores = self._exhaustive(counts, k, scratch)
+        order = np.lexsort((self._id_rank[docs], -scores))
+        return docs[order], scores[order]
+
+    def _clauses(self, field: _Field, counts: Counter[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(term rows, float32 term weights) of the query's terms found in ``field``.
+
+        Lucene's term weight: boost (query count times field weight) times idf, in float.
+        """
+        found = [(row, count) for term, count in counts.items() if (row := field.terms.row(term)) is not None]
+        rows = np.array([r for r, _ in found], dtype=np.int64)
+        boosts = np.array([np.float32(c) * field.weight for _, c in found], dtype=np.float32)
+        return rows, (boosts * field.idf[rows]).astype(np.float32)
+
+    def _pruned(self, counts: Counter[str], k: int, scratch: _Scratch) -> tuple[np.ndarray, np.ndarray]:
+        field = self.fields[0]
+        rows, weights = self._clauses(field, counts)
+        order = np.argsort(-(weights * field.bounds[rows]), kind="stable")
+        rows, weights = rows[order], weights[order]
+        is_unit = weights == field.idf[rows]
+        return bm25_kernel.flat_top_k(
+            k, field.docs, field.tf, field.unit, field.indptr, rows, weights, is_unit, field.bounds[rows],
+            field.cache, field.norms, scratch.block_acc, scratch.block_touched, self._id_rank,
+        )  # fmt: skip
+
+    def _exhaustive(self, counts: Counter[str], k: int, scratch: _Scratch) -> tuple[np.ndarray, np.ndarray]:
+        n_touched = 0
+        for field in self.fields:
+            rows, weights = self._clauses(field, counts)
+            if not len(rows):
+                continue
             # A field query boosted by exactly 1 is flattened into the top-level disjunction by
             # Lucene's rewrite; any other boost keeps it a nested query whose sum is rounded to float.
-            nested = weight != np.float32(1)
-            target = self._field_acc if nested else acc
-            field_touched = []
-            for term, count in counts.items():
-                row = postings.rows.get(term)
-                if row is None:
-                    continue
-                lo, hi = postings.indptr[row], postings.indptr[row + 1]
-                docs = postings.docs[lo:hi]
-                boost = np.float32(count) * weight
-                if boost == np.float32(1):
-                    scores = postings.unit_scores[lo:hi]
-                else:
-                    w = boost * postings.idf[row]
-                    scores = w - w / (np.float32(1) + postings.tf[lo:hi] * postings.norm_inverse[lo:hi])
-                target[docs] += scores  # distinct docs within one term: plain fancy-index add is safe
-                field_touched.append(docs)
-            if nested and field_touched:
-                docs = np.unique(np.concatenate(field_touched))
-                acc[docs] += target[docs].astype(np.float32)
-                target[docs] = 0.0
-            touched += field_touched
-        if not touched:
-            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-        candidates = np.unique(np.concatenate(touched))
-        scores32 = acc[candidates].astype(np.float32)
-        acc[candidates] = 0.0
-        if len(candidates) > k:  # keep every document tied with the k-th score, then order exactly
-            kth = np.partition(scores32, len(scores32) - k)[len(scores32) - k]
-            keep = scores32 >= kth
-            candidates, scores32 = candidates[keep], scores32[keep]
-        order = np.lexsort((self._id_rank[candidates], -scores32))[:k]
-        return candidates[order], scores32[order]
+            if field.weight == np.float32(1):
+                n_touched = bm25_kernel.accumulate(
+                    field.docs,
+                    field.tf,
+                    field.indptr,
+                    rows,
+                    weights,
+                    field.cache,
+                    field.norms,
+                    scratch.acc,
+                    scratch.seen,
+                    scratch.touched,
+                    n_touched,
+                )
+            else:
+                f_acc, f_seen, f_touched = scratch.field
+                n_field = bm25_kernel.accumulate(
+                    field.docs,
+                    field.tf,
+                    field.indptr,
+                    rows,
+                    weights,
+                    field.cache,
+                    field.norms,
+                    f_acc,
+                    f_seen,
+                    f_touched,
+                    0,
+                )
+                n_touched = bm25_kernel.fold_nested(
+                    f_acc, f_seen, f_touched, n_field, scratch.acc, scratch.seen, scratch.touched, n_touched
+                )
+        return bm25_kernel.top_k(k, scratch.acc, scratch.seen, scratch.touched, n_touched, self._id_rank)
+
+    def search_many(
+        self, queries: list[list[str]], k: int, progress: Callable[[int], None]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``search`` for each analysed query, ``threads`` at a time (the kernels release the GIL)."""
+        results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(queries)  # type: ignore[list-item]
+
+        def work(thread: int) -> None:
+            for i in range(thread, len(queries), self._threads):
+                results[i] = self.search(queries[i], k, thread)
+                progress(1)
+
+        with ThreadPoolExecutor(self._threads) as pool:
+            for future in [pool.submit(work, t) for t in range(self._threads)]:
+                future.result()
+        return results
 
 
 _TIE_GAP, _TIE_STEP = np.float32(1e-4), np.float32(1e-6)

@@ -47,7 +47,11 @@ def test_scifact_bm25_matches_pyserini_reference(tmp_path: Path):
     flat = evaluate(tmp_path)  # no arguments: BM25 flat on SciFact
     assert flat.returncode == 0, flat.stderr[-3000:]
     [first] = read_rows(tmp_path / "runs" / "leaderboard.csv")
-    assert cache_use(first["run_path"]) == {"first-stage": {"built": 1}, "lucene": {"built": 1}}
+    assert cache_use(first["run_path"]) == {
+        "first-stage": {"built": 1},
+        "lucene": {"built": 1},
+        "bm25-postings": {"built": 1},
+    }
     multi = evaluate(tmp_path, "retriever=bm25_multifield")
     assert multi.returncode == 0, multi.stderr[-3000:]
     again = evaluate(tmp_path, "overwrite=true")

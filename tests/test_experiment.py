@@ -38,7 +38,11 @@ def test_run_writes_outputs_and_a_leaderboard_row(make_cfg, tiny_beir: Path, tmp
 
 def test_existing_run_is_kept_unless_overwrite(make_cfg, tiny_beir: Path, tmp_path: Path):
     first = run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
-    assert cache_use(first.run_dir) == {"first-stage": {"built": 1}, "lucene": {"built": 1}}
+    assert cache_use(first.run_dir) == {
+        "first-stage": {"built": 1},
+        "lucene": {"built": 1},
+        "bm25-postings": {"built": 1},
+    }
     again = run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
     assert again.row is None and again.run_dir == first.run_dir
     redone = run_experiment(make_cfg(f"dataset.path={tiny_beir}", "overwrite=true"))
@@ -50,7 +54,7 @@ def test_existing_run_is_kept_unless_overwrite(make_cfg, tiny_beir: Path, tmp_pa
 def test_other_search_settings_reuse_the_index(make_cfg, tiny_beir: Path):
     run_experiment(make_cfg(f"dataset.path={tiny_beir}"))
     other = run_experiment(make_cfg(f"dataset.path={tiny_beir}", "retriever.k1=1.2"))
-    assert cache_use(other.run_dir) == {"first-stage": {"built": 1}, "lucene": {"hit": 1}}
+    assert cache_use(other.run_dir) == {"first-stage": {"built": 1}, "lucene": {"hit": 1}, "bm25-postings": {"hit": 1}}
 
 
 def test_max_queries_takes_the_first_in_qid_order(make_cfg, tiny_beir: Path, tmp_path: Path):
