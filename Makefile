@@ -13,7 +13,8 @@ PYSERINI := pyserini==1.6.0
 RANKBENCH_DATA_ROOT ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RANKBENCH_DATA_ROOT
 
-.PHONY: run test test-fast install-all java-classes system-packages lint check-extras bench bench-ce tune train-ce eval-ce \
+.PHONY: run test test-fast install-all java-classes system-packages lint check-extras bench bench-scale bench-ce tune \
+	train-ce eval-ce \
 	train-gen eval-gen bench-gen eval-listwise bench-listwise reproduce clean
 
 $(CORE_STAMP): pyproject.toml
@@ -70,6 +71,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bm25.py
 	$(BIN)/python benchmarks/dense.py
+
+# BM25 engines and bm25s on SciFact plus 0, 100k and 1M synthetic distractors (docs/scale.md): hours on
+# 2 cores, resumable; add --msmarco for 8.8M MS MARCO-shaped passages.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py
 
 # Optuna on SciFact train, then the best k1/b evaluated once on SciFact test.
 TUNED := runs/tune/bm25-scifact-train/optimization_results.yaml

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import add_path_options, write_report  # noqa: E402
+from benchmarks.common import Bm25sPeer, add_path_options, compare_runs, drop_self_hits, stemmer, write_report  # noqa: E402
 from harness import java  # noqa: E402
 from harness.datasets import load_dataset  # noqa: E402
 from harness.metrics import evaluate, parse_measures  # noqa: E402
@@ -115,11 +115,6 @@ def measure(
     return Result(system, hits, len(queries), qps, seconds, metrics, note, extra={"run": run})
 
 
-def drop_self_hits(run: Run) -> Run:
-    """BEIR convention (SciFact's qids and docids share one number space): a query never retrieves itself."""
-    return {qid: [(d, s) for d, s in hits if d != qid] for qid, hits in run.items()}
-
-
 def rankbench_search(retriever: BM25) -> Search:
     return retriever.retrieve
 
@@ -129,8 +124,7 @@ def same_run(fast: Result, reference: Result) -> str:
     a, b = fast.extra.get("run"), reference.extra.get("run")
     if a is None or b is None:
         return ""
-    same_order = all([d for d, _ in a[q]] == [d for d, _ in b.get(q, [])] for q in a)
-    worst = max((abs(x - y) for q in a for (_, x), (_, y) in zip(a[q], b.get(q, []), strict=False)), default=0.0)
+    same_order, worst = compare_runs(a, b)
     fast.extra["equals_searchcollection"] = reference.extra["equals_numpy"] = bool(same_order and worst < 1e-5)
     return f"; numpy engine's run: {'same' if same_order else 'DIFFERENT'} rankings, max |score diff| {worst:.1e}"
 
@@ -149,35 +143,9 @@ def pyserini_search(index_dir: Path, hits: int) -> Search:
     return search
 
 
-def stemmer() -> tuple[Any, str]:
-    """bm25s recommends PyStemmer's English Snowball stemmer; without it bm25s runs unstemmed."""
-    try:
-        import Stemmer
-    except ImportError:
-        return None, "no stemmer: PyStemmer is not installed (bm25s's recommended stemmer)"
-    return Stemmer.Stemmer("english"), "PyStemmer English stemmer"
-
-
-def bm25s_search(texts: list[str], docids: list[str], hits: int) -> tuple[Search, str]:
-    """bm25s (Lucene BM25 variant, k1/b as ours) on its own tokens, retrieving sequentially (its default)."""
-    import bm25s
-
-    stem, how = stemmer()
-    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stem, show_progress=False)
-    retriever = bm25s.BM25(k1=K1, b=B, method="lucene")
-    retriever.index(tokens, show_progress=False)
-
-    def search(queries: list[Query]) -> Run:
-        query_tokens = bm25s.tokenize([q.text for q in queries], stopwords="en", stemmer=stem, show_progress=False)
-        found, scores = retriever.retrieve(query_tokens, k=hits, show_progress=False)
-        return drop_self_hits(
-            {
-                q.qid: [(docids[i], float(s)) for i, s in zip(found[row], scores[row], strict=True)]
-                for row, q in enumerate(queries)
-            }
-        )
-
-    return search, f"tokeniser: bm25s.tokenize, English stopwords, {how}; sequential retrieval (n_threads=0)"
+def bm25s_search(peer: Bm25sPeer, hits: int) -> Search:
+    """bm25s at one depth, on the index ``peer`` built once."""
+    return lambda queries: peer.search(queries, hits)
 
 
 def rank_bm25_search(texts: list[str], docids: list[str], hits: int) -> Search:
@@ -288,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [f"{d.title} {d.text}" if d.title else d.text for d in docs]
     docids = [d.docid for d in docs]
 
+    peer = Bm25sPeer(texts, docids, K1, B)  # sequential retrieval: its default, and faster here than its pool
     results: list[Result] = []
     for hits in HITS:
         common = {"queries": queries, "qrels": dataset.qrels, "repeats": args.repeats}
@@ -300,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         reference.note = "Anserini SearchCollection writing a TREC run file" + same_run(base, reference)
         results.append(reference)
         results.append(measure("pyserini batch_search", hits, pyserini_search(index_dir, hits), **common))
-        search, note = bm25s_search(texts, docids, hits)
-        results.append(measure("bm25s", hits, search, note=note, **common))
+        results.append(measure("bm25s", hits, bm25s_search(peer, hits), note=peer.note, **common))
         subset = queries[: args.rank_bm25_queries] if args.rank_bm25_queries else queries
         note = "same tokens as bm25s; scores every document per query in Python"
         if len(subset) < len(queries):
