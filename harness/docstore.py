@@ -6,10 +6,13 @@ fingerprint, on the first ``get_many``, into ``<cache_dir>/docstore/<key>/docs.s
 harness/cache.py: built under a temporary name, published with a manifest, and rebuilt when a
 later lookup finds it stale or corrupt. A changed corpus has another fingerprint, so another key.
 
-Why SQLite, a plain rowid table with a unique index on docid (benchmarks/docstore.md has the
-numbers): at 1M documents it fetches 100 random documents in about a millisecond, as fast as a
-hand-made offsets index, in one stdlib file that takes any docid. ``WITHOUT ROWID`` was measured
-too and lost: passage-sized rows overflow its B-tree pages (3.5x the disk, 3.5x slower fetches).
+Why SQLite, a plain rowid table with a unique index on docid (benchmarks/docstore.md): at 1M
+documents it fetches 100 random documents in 1.3-1.4 ms (median of two runs on a loaded 2-core
+machine; the requirement is 10 ms), in one stdlib file that takes any docid. A hand-made offsets
+index (sorted fixed-width docids + pread) fetched in 0.9-1.6 ms and built about 25% faster, but
+needs its own file format and sizes its docid array by the longest id (Wikipedia titles in
+FEVER/HotpotQA). ``WITHOUT ROWID`` lost: passage-sized rows overflow its B-tree pages (2x the
+disk, 4-6x slower fetches).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class DocStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None or self._pid != os.getpid():  # a forked child must not use its parent's handle
-            uri = f"file:{self.path}?mode=ro"
+            uri = f"file:{self.path}?mode=ro&immutable=1"  # published stores never change: no locking
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             self._pid = os.getpid()
         return self._db
