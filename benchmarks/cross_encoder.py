@@ -58,7 +58,7 @@ def fresh_head(folder: Path, seed: int = 13) -> Path:
 def bm25_pairs(queries: int, depth: int, data_root: str, cache_dir: Path) -> list[tuple[Query, Doc]]:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["dataset=scifact", "retriever=bm25", f"data_root={data_root}"])
-    dataset = load_dataset(cfg.dataset, cfg.data_root)
+    dataset = load_dataset(cfg.dataset, cfg.data_root, cache_dir)
     chosen = dataset.queries[:queries]
     run = first_stage_run(cfg.retriever, dataset.corpus, chosen, cache_dir).run
     heads = {q.qid: [d for d, _ in run.get(q.qid, [])[:depth]] for q in chosen}

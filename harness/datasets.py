@@ -1,8 +1,14 @@
 """Resolve a dataset config to corpus, queries and qrels, offline first.
 
-Order: an explicit ``dataset.path`` (BEIR folder or zip), then the data root
-(``<root>/beir/<beir_name>.zip`` or folder, ``<root>/topics-qrels/`` Anserini files), then
-the ir_datasets id (downloads, or files staged under ``IR_DATASETS_HOME``).
+Order: an explicit ``dataset.path`` (a BEIR folder or zip, or an MS MARCO-style folder holding
+``collection.tsv``), then the data root (``<root>/beir/<beir_name>.zip`` or folder,
+``<root>/topics-qrels/`` Anserini files), then the ir_datasets id (downloads, or files staged
+under ``IR_DATASETS_HOME``).
+
+Documents by id: ``load_dataset(..., cache_dir=...)`` gives local corpora (BEIR, TSV) a document
+store under ``<cache_dir>/docstore/`` (harness/docstore.py), built on their first ``get_many``
+and reused by every later process. Without a cache_dir, ``get_many`` reads the whole file.
+ir_datasets corpora use ir_datasets' own docstore.
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.docstore import DocStore, open_store
 from harness.errors import DataError, DatasetUnavailable
 from harness.readers import (
     BeirSource,
+    file_sha256,
     iter_beir_docs,
+    iter_tsv_docs,
     read_anserini_topics,
     read_beir_qrels,
     read_beir_queries,
@@ -31,6 +40,7 @@ from harness.types import Corpus, Doc, Qrels, Query
 log = logging.getLogger(__name__)
 
 DATA_ROOT_ENV = "RANKBENCH_DATA_ROOT"
+TSV_COLLECTION = "collection.tsv"  # its presence in dataset.path marks the MS MARCO layout
 Topics = tuple[dict[str, Query], Qrels, tuple[str, str]]  # queries, qrels, where each came from
 
 
@@ -54,10 +64,49 @@ class Dataset:
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
-class BeirCorpus:
+class StoredCorpus:
+    """A local corpus file whose ``get_many`` is served by a document store built once per fingerprint.
+
+    Subclasses set ``fingerprint`` and ``source`` and implement ``__iter__``. ``store_root`` is
+    ``<cache_dir>/docstore``; None (no cache dir given) falls back to one scan of the file per call.
+    """
+
+    fingerprint: str
+    source: str
+
+    def __init__(self, store_root: Path | None):
+        self.store_root = store_root
+        self._store: DocStore | None = None
+
+    def __iter__(self) -> Iterator[Doc]:
+        raise NotImplementedError
+
+    def count_hint(self) -> int | None:
+        return None
+
+    def get_many(self, docids: set[str]) -> dict[str, Doc]:
+        if self.store_root is None:
+            log.warning("%s: no cache_dir, so get_many reads the whole corpus (pass cache_dir to load_dataset)", self)
+            return {d.docid: d for d in self if d.docid in docids}
+        return self.store().get_many(docids)
+
+    def store(self) -> DocStore:
+        """The document store, built (reading the corpus once) the first time any process asks."""
+        if self.store_root is None:
+            raise ValueError(f"{self.source}: no store_root, so no document store")
+        if self._store is None:
+            self._store = open_store(self.store_root, self.fingerprint, lambda: iter(self), self.source)
+        return self._store
+
+    def __str__(self) -> str:
+        return self.source
+
+
+class BeirCorpus(StoredCorpus):
     """corpus.jsonl of a BEIR folder or zip, validated as it is read."""
 
-    def __init__(self, source: BeirSource):
+    def __init__(self, source: BeirSource, store_root: Path | None = None):
+        super().__init__(store_root)
         self._source = source
         self.source = source.display("corpus.jsonl")
         self.fingerprint = "sha256:" + source.sha256("corpus.jsonl")
@@ -65,11 +114,18 @@ class BeirCorpus:
     def __iter__(self) -> Iterator[Doc]:
         return iter_beir_docs(self._source)
 
-    def count_hint(self) -> int | None:
-        return None
 
-    def get_many(self, docids: set[str]) -> dict[str, Doc]:
-        return {d.docid: d for d in self if d.docid in docids}
+class TsvCorpus(StoredCorpus):
+    """MS MARCO's official collection.tsv (docid<TAB>text), validated as it is read."""
+
+    def __init__(self, path: Path, store_root: Path | None = None):
+        super().__init__(store_root)
+        self.path = path
+        self.source = str(path)
+        self.fingerprint = "sha256:" + file_sha256(path)
+
+    def __iter__(self) -> Iterator[Doc]:
+        return iter_tsv_docs(self.path)
 
 
 class IrDatasetsCorpus:
@@ -97,21 +153,27 @@ def natural_key(qid: str) -> list[tuple[int, int, str]]:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", qid) if part]
 
 
-def load_dataset(cfg: Mapping[str, Any], data_root: str | None) -> Dataset:
-    """Resolve ``cfg`` (a conf/dataset entry) to a Dataset, or say where it looked."""
+def load_dataset(cfg: Mapping[str, Any], data_root: str | None, cache_dir: Path | str | None = None) -> Dataset:
+    """Resolve ``cfg`` (a conf/dataset entry) to a Dataset, or say where it looked.
+
+    ``cache_dir`` (the run's, ``cfg.cache_dir``) is where a local corpus keeps its document store.
+    """
     name = cfg["name"]
     looked: list[str] = []
+    store_root = Path(cache_dir) / "docstore" if cache_dir is not None else None
     if cfg.get("path"):
         path = Path(cfg["path"]).expanduser()
         if not path.exists():
             raise DatasetUnavailable(f"dataset.path={path} does not exist (dataset {name!r})")
-        return _from_beir(name, BeirSource(path), cfg["split"])
+        if path.is_dir() and (path / TSV_COLLECTION).is_file():
+            return _from_tsv(cfg, path, data_root, store_root)
+        return _from_beir(name, BeirSource(path), cfg["split"], store_root)
     topics: Topics | None = None
     if data_root:
         root = Path(data_root).expanduser()
         beir = _find_beir(root, cfg.get("beir_name"), looked)
         if beir is not None:
-            return _from_beir(name, beir, cfg["split"])
+            return _from_beir(name, beir, cfg["split"], store_root)
         topics = _find_anserini(root, cfg, looked)
     corpus, irds_topics = _from_ir_datasets(cfg, looked, need_topics=topics is None)
     return _assemble(name, corpus, *(topics or irds_topics), corpus.source)
@@ -137,14 +199,56 @@ def _find_anserini(root: Path, cfg: Mapping[str, Any], looked: list[str]) -> Top
     return None
 
 
-def _from_beir(name: str, source: BeirSource, split: str) -> Dataset:
+def _from_beir(name: str, source: BeirSource, split: str, store_root: Path | None) -> Dataset:
+    if source.path.is_dir() and not source.has("corpus.jsonl"):
+        raise DataError(
+            f"{source.path}: expected a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) "
+            f"or an MS MARCO-style folder ({TSV_COLLECTION}, a queries file, TREC qrels); it holds neither"
+        )
     return _assemble(
         name,
-        BeirCorpus(source),
+        BeirCorpus(source, store_root),
         read_beir_queries(source),
         read_beir_qrels(source, split),
         (source.display("queries.jsonl"), source.display(f"qrels/{split}.tsv")),
         str(source.path),
+    )
+
+
+def _from_tsv(cfg: Mapping[str, Any], folder: Path, data_root: str | None, store_root: Path | None) -> Dataset:
+    """MS MARCO's official layout: collection.tsv, a ``queries.*.tsv`` file and TREC qrels.
+
+    Queries come from ``dataset.queries`` (else ``dataset.topics``), qrels from ``dataset.qrels``;
+    each name is looked up in the folder first, then in ``<data_root>/topics-qrels/``.
+    """
+    queries_path = _topic_file(cfg, folder, data_root, ("queries", "topics"), "queries")
+    qrels_path = _topic_file(cfg, folder, data_root, ("qrels",), "qrels")
+    return _assemble(
+        cfg["name"],
+        TsvCorpus(folder / TSV_COLLECTION, store_root),
+        read_anserini_topics(queries_path),
+        read_trec_qrels(qrels_path),
+        (str(queries_path), str(qrels_path)),
+        str(folder),
+    )
+
+
+def _topic_file(cfg: Mapping[str, Any], folder: Path, data_root: str | None, keys: tuple[str, ...], what: str) -> Path:
+    """The first of the files named by ``keys`` found in ``folder`` or the data root's topics-qrels/."""
+    bases = [folder] + ([Path(data_root).expanduser() / "topics-qrels"] if data_root else [])
+    looked = []
+    for key in keys:
+        if not cfg.get(key):
+            continue
+        for base in bases:
+            candidate = base / cfg[key]
+            looked.append(f"{candidate} (dataset.{key})")
+            if candidate.is_file():
+                return candidate
+    where = "\n".join(f"  - {w}" for w in looked) or f"  (nothing: dataset.{' and dataset.'.join(keys)} unset)"
+    raise DatasetUnavailable(
+        f"dataset {cfg['name']!r}: {folder} holds {TSV_COLLECTION} but no {what} file was found. Looked for:\n{where}\n"
+        f"Name one with dataset.{keys[0]}=<file name in {folder}, or a path>"
     )
 
 
@@ -178,7 +282,7 @@ def _unavailable(cfg: Mapping[str, Any], looked: list[str], cause: Exception | N
     reason = f"\nlast error: {type(cause).__name__}: {str(cause)[:300]}" if cause else ""
     return DatasetUnavailable(
         f"dataset {cfg['name']!r} could not be resolved. Looked in:\n{where}{reason}\n"
-        "To provide it: set dataset.path=<BEIR folder or zip>; or data_root=<dir> "
+        "To provide it: set dataset.path=<BEIR folder or zip, or a folder with collection.tsv>; or data_root=<dir> "
         f"(env {DATA_ROOT_ENV}) holding beir/<name>.zip and topics-qrels/; or allow network access "
         "for ir_datasets, or stage its source files under IR_DATASETS_HOME."
     )

@@ -158,7 +158,7 @@ def run_experiment(cfg: DictConfig) -> Outcome:
     measures = parse_measures(list(cfg.measures))
     runs = Path(cfg.runs_dir).absolute()
     java.configure(heap=cfg.java.heap, crash_dir=runs)
-    dataset = load_dataset(cfg.dataset, cfg.data_root)
+    dataset = load_dataset(cfg.dataset, cfg.data_root, Path(cfg.cache_dir))
     queries = select_queries(dataset.queries, cfg.max_queries)
     if empty := [q.qid for q in queries if not q.text.strip()]:
         log.warning("%d queries have empty text and will retrieve nothing: %s", len(empty), ", ".join(empty[:10]))

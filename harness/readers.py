@@ -192,3 +192,38 @@ def _stream_sha256(raw: IO[bytes], size: int, name: str) -> str:
             digest.update(chunk)
             bar.update(len(chunk))
     return digest.hexdigest()
+
+
+def iter_tsv_docs(path: Path) -> Iterator[Doc]:
+    """MS MARCO's collection.tsv: ``docid<TAB>text`` per line, no title. Only ``\\n`` ends a line,
+    so a stray carriage return inside a passage stays part of its text."""
+    empty = True
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = _decoded(raw, path, number).rstrip("\r\n")
+            if not line.strip():
+                continue
+            cols = line.split("\t")
+            if len(cols) != 2:
+                raise DataError(
+                    f"{path} line {number}: expected 2 tab-separated columns (docid, text), got {len(cols)}"
+                )
+            if not cols[0].strip():
+                raise DataError(f"{path} line {number}: empty docid before the tab")
+            empty = False
+            yield Doc(cols[0].strip(), "", cols[1])
+    if empty:
+        raise DataError(f"{path}: collection is empty")
+
+
+def _decoded(raw: bytes, path: Path, number: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} line {number}: not UTF-8 (byte {e.start + 1} of the line)") from None
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, with a bar when it is big."""
+    with open(path, "rb") as f:
+        return _stream_sha256(f, path.stat().st_size, str(path))

@@ -40,5 +40,6 @@ class Corpus(Protocol):
         ...
 
     def get_many(self, docids: set[str]) -> dict[str, Doc]:
-        """The documents with these ids (those that exist)."""
+        """The documents with these ids (those that exist), in time that grows with the ids asked,
+        not with the corpus: rerankers call it on collections of millions (harness/docstore.py)."""
         ...

@@ -98,7 +98,7 @@ def load_training_data(cfg: TrainConfig) -> tuple[Any, Run, dict[str, Any]]:
     ]
     with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
         hcfg = compose("config", overrides=overrides)
-    dataset = load_dataset(hcfg.dataset, hcfg.data_root)
+    dataset = load_dataset(hcfg.dataset, hcfg.data_root, Path(cfg.cache_dir))
     first = first_stage_run(hcfg.retriever, dataset.corpus, dataset.queries, Path(cfg.cache_dir))
     return dataset, first.run, resolved(hcfg.retriever)
 

@@ -109,7 +109,8 @@ def load_data(cfg: TrainConfig) -> tuple[Dataset, bool]:
     is_train = hcfg.dataset.split == "train"
     if cfg.train_queries and not is_train:
         raise ConfigError(f"--train-queries: dataset {cfg.dataset} has split {hcfg.dataset.split!r}, not train")
-    return load_dataset(hcfg.dataset, hcfg.data_root), is_train if cfg.train_queries is None else cfg.train_queries
+    dataset = load_dataset(hcfg.dataset, hcfg.data_root, Path(cfg.cache_dir))
+    return dataset, is_train if cfg.train_queries is None else cfg.train_queries
 
 
 def doc_text(doc: Doc) -> str:

@@ -62,3 +62,16 @@ def test_listwise_benchmark_smoke(tmp_path: Path):
     assert calls == {"sliding": 2, "full": 1, "first_token": 2}  # windows (2, 6) and (0, 4)
     assert all(r["prompt_tokens_per_query"] > 0 for r in report["results"])
     assert "| strategy |" in (out / "listwise.md").read_text()
+
+
+def test_docstore_benchmark_smoke(tmp_path: Path):
+    """A few seconds: 2,000 synthetic documents, every store built and every fetch complete."""
+    out = tmp_path / "results"
+    args = ["--docs", "2000", "--fetches", "5", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    run_python("benchmarks/docstore.py", "--data-root", str(SHARED_DATA), *args)
+    report = json.loads((out / "docstore.json").read_text())
+    ours, *candidates = report["systems"]
+    assert ours["built"] == {"built": 1} and ours["reused"] == {"hit": 1}
+    assert [c["system"].split(",")[0].split(" (")[0] for c in candidates] == ["SQLite WITHOUT ROWID", "offsets index"]
+    assert report["meta"]["docs"] == 2000 and report["meta"]["cpu_flags"]
+    assert "| store |" in (out / "docstore.md").read_text()
