@@ -122,8 +122,8 @@ def index_rankbench(engine: str, dataset: Any, cache_dir: Path, hits: int) -> tu
         start = time.perf_counter()
         retriever.index(dataset.corpus, cache_dir)
         seconds = time.perf_counter() - start
-    entry = retriever.index_dir.parent if retriever.index_dir is not None else None
-    disk = {p.name: du(p) for p in sorted(entry.iterdir()) if p.is_dir()} if entry else {}
+    folders = {"lucene": retriever.index_dir, "postings": retriever.postings_dir}
+    disk = {name: du(folder) for name, folder in folders.items() if folder is not None}
     stats = dict(getattr(retriever, "stats", None) or {})
     info = {
         "index_s": seconds,

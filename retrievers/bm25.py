@@ -92,6 +92,7 @@ class BM25:
         self.engine = engine
         self.memory_limit = memory_limit
         self.index_dir: Path | None = None
+        self.postings_dir: Path | None = None  # the numpy engine's exported postings
         self._scorer: LuceneBM25 | None = None
         self.stats: dict[str, float] = {}  # build timings, when index() built rather than reused
 
@@ -112,7 +113,7 @@ class BM25:
             "stored": "freqs-norms-only",  # no positions, document vectors or raw JSON
         }
         found = self._cached(cache_dir / "lucene", index_key, "lucene_index_s", lambda out: self._build(corpus, out))
-        self.index_dir = found
+        self.index_dir, self.postings_dir = found, None
         self._scorer = None
         if self.engine != "numpy":
             return
@@ -126,7 +127,9 @@ class BM25:
         needed = engine_memory(postings, self.threads)
         check_memory(needed, self.memory_limit, "BM25 search (engine=numpy)", "retriever.memory_limit", _REMEDIES)
         weights = dict(self.field_weights) if self.multifield else {"contents": 1.0}
+        self.postings_dir = postings
         self._scorer = LuceneBM25(postings, self.k1, self.b, weights, self.threads)
+        self.stats["postings"] = self._scorer.num_postings
 
     def _exporter(self, index_dir: Path) -> Callable[[Path], None]:
         def export(out: Path) -> None:

@@ -268,6 +268,7 @@ class LuceneBM25:
         self._docid_offsets = _map(folder / "docid_offsets.i64", "i8", n + 1)
         self._id_rank = _map(folder / "id_rank.i32", "i4", n)
         self.fields = [self._field(folder, meta["fields"][f], f, k1, b, w) for f, w in field_weights.items()]
+        self.num_postings = sum(len(f.docs) for f in self.fields)
         self._threads = max(1, threads)
         # One field weighted 1 (flat BM25) is a plain disjunction: its top k can be pruned exactly.
         self._prunable = len(self.fields) == 1 and self.fields[0].weight == np.float32(1)
