@@ -133,7 +133,7 @@ class BM25:
 
     def _exporter(self, index_dir: Path) -> Callable[[Path], None]:
         def export(out: Path) -> None:
-            needed = export_memory(index_dir, self._fields())
+            needed = export_memory(index_dir)
             check_memory(needed, self.memory_limit, "exporting postings", "retriever.memory_limit", _REMEDIES)
             export_postings(index_dir, out, self._fields())
 

@@ -112,7 +112,7 @@ def export_postings(index_dir: Path, out: Path, fields: list[str]) -> None:
         if reader.numDocs() != n:
             raise DataError(f"{index_dir} has deleted documents; rebuild it")
         meta: dict[str, Any] = {"format": POSTINGS_FORMAT, "num_docs": n, "fields": {}}
-        _write_docids(lucene_export.export_docids(reader, out), out)
+        _write_docids(*lucene_export.export_docids(reader, out), out)
         for field in fields:
             meta["fields"][field] = _export_field(reader, field, out, n, index_dir)
         cache.write_text_atomic(out / "meta.json", json.dumps(meta))
@@ -120,43 +120,46 @@ def export_postings(index_dir: Path, out: Path, fields: list[str]) -> None:
         reader.close()
 
 
-def _write_docids(docids: list[str], out: Path) -> None:
+def _write_docids(ids: bytes, offsets: np.ndarray, out: Path) -> None:
     """``docids.bin`` + ``docid_offsets``, and ``id_rank``: each document's place in id (byte) order, the tie-break."""
-    encoded = [d.encode("utf-8") for d in docids]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    (out / "docids.bin").write_bytes(b"".join(encoded))
+    (out / "docids.bin").write_bytes(ids)
     offsets.tofile(out / "docid_offsets.i64")
-    order = np.argsort(np.array(encoded, dtype=bytes), kind="stable")  # "S" compares bytes, as BytesRef does
-    rank = np.empty(len(encoded), dtype=np.int32)
-    rank[order] = np.arange(len(encoded), dtype=np.int32)
+    bounds = offsets.tolist()
+    keys = np.array([ids[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)], dtype=bytes)
+    order = np.argsort(keys, kind="stable")  # "S" compares bytes, as Lucene's BytesRef does
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
     rank.tofile(out / "id_rank.i32")
 
 
 def _export_field(reader: Any, field: str, out: Path, n: int, index_dir: Path) -> dict[str, Any]:
+    """One field's files; the postings stream through memory maps, never loaded whole."""
     postings = lucene_export.export_field(reader, field, out / "scratch")
-    (out / "scratch").rmdir()
-    lengths = np.bincount(postings.docs, weights=postings.tf, minlength=n).astype(np.int64)
+    docs = np.memmap(postings.docs, dtype="<i4", mode="r")
+    tf = np.memmap(postings.tf, dtype="<i4", mode="r")
+    lengths = bm25_kernel.doc_lengths(docs.view(np.ndarray), tf.view(np.ndarray), n)
     norms = encode_lengths(lengths)
     _check_norms(field, norms, lengths, lucene_export.export_norms(reader, field, out))
     doc_count, total = reader.getDocCount(field), reader.getSumTotalTermFreq(field)
     if doc_count != int((lengths > 0).sum()) or total != int(lengths.sum()):
         raise DataError(f"{index_dir}: field {field!r} statistics disagree with its postings")
-    tf_dtype = "u2" if postings.tf.size == 0 or int(postings.tf.max()) <= np.iinfo(np.uint16).max else "i4"
-    postings.docs.tofile(out / f"{field}.docs.i4")
-    postings.tf.astype(tf_dtype).tofile(out / f"{field}.tf.{tf_dtype}")
+    tf_dtype = "u2" if tf.size == 0 or int(tf.max()) <= np.iinfo(np.uint16).max else "i4"
+    with open(out / f"{field}.tf.{tf_dtype}", "wb") as f:
+        for start in range(0, tf.size, 1 << 24):
+            tf[start : start + (1 << 24)].astype(tf_dtype).tofile(f)
+    del docs, tf
+    postings.docs.replace(out / f"{field}.docs.i4")  # already little-endian int32: kept as written
+    postings.tf.unlink()
+    (out / "scratch").rmdir()
     postings.indptr.tofile(out / f"{field}.indptr.i8")
     norms.tofile(out / f"{field}.norms.u1")
-    encoded = [t.encode("utf-8") for t in postings.terms]
-    term_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e in encoded], out=term_offsets[1:])
-    (out / f"{field}.terms.bin").write_bytes(b"".join(encoded))
-    term_offsets.tofile(out / f"{field}.term_offsets.i8")
+    (out / f"{field}.terms.bin").write_bytes(postings.terms)
+    postings.term_offsets.tofile(out / f"{field}.term_offsets.i8")
     return {
         "doc_count": doc_count,
         "sum_total_term_freq": total,
-        "num_terms": len(encoded),
-        "num_postings": int(postings.docs.size),
+        "num_terms": len(postings.term_offsets) - 1,
+        "num_postings": int(postings.indptr[-1]),
         "tf_dtype": tf_dtype,
     }
 
@@ -180,24 +183,22 @@ def _map(path: Path, dtype: str, count: int) -> np.ndarray:
 
 
 class TermDictionary:
-    """Terms in Lucene's (UTF-8 byte) order, found by binary search: nothing to build or hold per term."""
+    """Term -> row of a field's postings (terms are stored in Lucene's UTF-8 byte order).
+
+    A plain dict: ~100 bytes a term (250 MB for MS MARCO's 2.7M terms), built in seconds, and a
+    lookup costs a hash instead of a binary search's twenty byte-string comparisons, which at
+    SciFact's size was most of a query's time.
+    """
 
     def __init__(self, blob: bytes, offsets: np.ndarray):
-        self._blob, self._offsets = blob, offsets.tolist()
+        ends = offsets.tolist()
+        self._rows = {blob[ends[i] : ends[i + 1]].decode("utf-8"): i for i in range(len(ends) - 1)}
 
     def __len__(self) -> int:
-        return len(self._offsets) - 1
+        return len(self._rows)
 
     def row(self, term: str) -> int | None:
-        key, lo, hi = term.encode("utf-8"), 0, len(self)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._blob[self._offsets[mid] : self._offsets[mid + 1]] < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        found = lo < len(self) and self._blob[self._offsets[lo] : self._offsets[lo + 1]] == key
-        return lo if found else None
+        return self._rows.get(term)
 
 
 @dataclass
@@ -212,30 +213,26 @@ class _Field:
     cache: np.ndarray  # float32 per norm byte: 1 / (k1 * (1 - b + b * length / avgdl))
     idf: np.ndarray  # float32 per term
     weight: np.float32
-    bounds: np.ndarray  # float64 per term: its largest score per unit weight (bm25_kernel.term_bounds)
-    unit: np.ndarray  # float32 per posting: its score at boost 1 (flat BM25 only)
+    unit: np.ndarray  # float32 per posting: its score at boost 1
 
 
 class _Scratch:
-    """Per-thread accumulators: a double per document, as Lucene sums clause scores in double."""
+    """A thread's accumulators: a double per document, as Lucene sums clause scores in double."""
 
     def __init__(self, n: int, nested: bool):
-        self.acc, self.seen, self.touched = np.zeros(n), np.zeros(n, dtype=bool), np.empty(n, dtype=np.int32)
-        self.block_acc = np.zeros(bm25_kernel.BLOCK)
-        self.block_touched = np.empty(bm25_kernel.BLOCK, dtype=np.int32)
-        self.field = (np.zeros(n), np.zeros(n, dtype=bool), np.empty(n, dtype=np.int32)) if nested else None
+        self.acc = np.zeros(n)
+        self.field_acc = np.zeros(n) if nested else None  # a boosted field's own sums
 
 
-def export_memory(index_dir: Path, fields: list[str]) -> int:
+def export_memory(index_dir: Path) -> int:
     """Bytes :func:`export_postings` holds at its peak, from the Lucene index's statistics.
 
-    Per posting: its document and frequency as read (8 bytes) and the compact frequency (2);
-    per document: its length (8), norm (1) and id as a Python string while it is sorted (~100).
+    Postings stream through memory maps (16M at a time: 100 MB); per document: its length (8),
+    norms (2) and id as a Python bytes object while the ids are sorted (~60).
     """
     reader = java.autoclass("io.anserini.index.IndexReaderUtils").getReader(str(index_dir))
     try:
-        postings = max(reader.getSumDocFreq(f) for f in fields)
-        return 10 * postings + 120 * reader.maxDoc()
+        return 100_000_000 + 70 * reader.maxDoc()
     finally:
         reader.close()
 
@@ -243,15 +240,15 @@ def export_memory(index_dir: Path, fields: list[str]) -> int:
 def engine_memory(folder: Path, threads: int) -> int:
     """Bytes the engine allocates; the memory-mapped postings, which the OS pages in and out, are not counted.
 
-    Per thread: a double, a flag and a list slot per document (26 bytes with a boosted field's
-    own), and a block of the pruned kernel. Per document: id rank, id offset, a norm per field.
-    Per posting of a flat index: its precomputed score. Per term: offsets, idf and bound.
+    Per thread: a double per document (two with a second field, which may be boosted). Per
+    document: id rank, id offset, a norm per field. Per posting: its precomputed score. Per term:
+    its dictionary entry and idf.
     """
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     n, fields = meta["num_docs"], meta["fields"].values()
-    per_thread = n * 26 + bm25_kernel.BLOCK * 12
+    per_thread = n * 8 * (1 if len(fields) == 1 else 2)
     per_doc = n * (4 + 8 + len(fields))
-    per_posting = 4 * sum(f["num_postings"] for f in fields) if len(fields) == 1 else 0
+    per_posting = 4 * sum(f["num_postings"] for f in fields)
     per_term = 24 * sum(f["num_terms"] for f in fields)
     return threads * per_thread + per_doc + per_posting + per_term
 
@@ -267,14 +264,11 @@ class LuceneBM25:
         self._docid_blob = (folder / "docids.bin").read_bytes()
         self._docid_offsets = _map(folder / "docid_offsets.i64", "i8", n + 1)
         self._id_rank = _map(folder / "id_rank.i32", "i4", n)
+        self._docid_strings: list[str | None] = [None] * n  # decoded on first use: a run names few documents
         self.fields = [self._field(folder, meta["fields"][f], f, k1, b, w) for f, w in field_weights.items()]
         self.num_postings = sum(len(f.docs) for f in self.fields)
         self._threads = max(1, threads)
-        # One field weighted 1 (flat BM25) is a plain disjunction: its top k can be pruned exactly.
-        self._prunable = len(self.fields) == 1 and self.fields[0].weight == np.float32(1)
-        if self._prunable:
-            f = self.fields[0]
-            f.bounds = bm25_kernel.term_bounds(f.docs, f.tf, f.indptr, f.cache, f.norms)
+        for f in self.fields:
             f.unit = bm25_kernel.unit_scores(f.docs, f.tf, f.indptr, f.idf, f.cache, f.norms)
         nested = any(f.weight != np.float32(1) for f in self.fields)
         self._scratch = [_Scratch(n, nested) for _ in range(self._threads)]
@@ -297,24 +291,41 @@ class LuceneBM25:
             cache=lucene_norm_inverse(k1, b, avgdl),
             idf=lucene_idf(doc_count, np.diff(indptr)),
             weight=np.float32(weight),
-            bounds=np.zeros(0),
             unit=np.zeros(0, dtype=np.float32),
         )
 
     def docids(self, docs: np.ndarray) -> list[str]:
-        """The collection ids of Lucene document numbers ``docs``."""
-        blob = self._docid_blob
-        starts, ends = self._docid_offsets[docs].tolist(), self._docid_offsets[docs + 1].tolist()
-        return [blob[s:e].decode("utf-8") for s, e in zip(starts, ends, strict=True)]
+        """The collection ids of Lucene document numbers ``docs``, each decoded once and then remembered."""
+        known, numbers = self._docid_strings, docs.tolist()
+        new = [d for d in numbers if known[d] is None]
+        if new:
+            at = np.array(new, dtype=np.int64)
+            starts, ends = self._docid_offsets[at].tolist(), self._docid_offsets[at + 1].tolist()
+            for d, start, end in zip(new, starts, ends, strict=True):
+                known[d] = self._docid_blob[start:end].decode("utf-8")
+        return [known[d] for d in numbers]
 
     def search(self, terms: list[str], k: int, thread: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` documents for analysed query ``terms``: (doc numbers, float32 scores), Lucene's order."""
         counts = Counter(terms)
         scratch = self._scratch[thread]
-        if self._prunable:
-            docs, scores = self._pruned(counts, k, scratch)
-        else:
-            docs, scores = self._exhaustive(counts, k, scratch)
+        postings = 0
+        for field in self.fields:
+            rows, weights = self._clauses(field, counts)
+            # A field query boosted by exactly 1 is flattened into the top-level disjunction by
+            # Lucene's rewrite; any other boost keeps it a nested query whose sum is rounded to float.
+            flat = field.weight == np.float32(1)
+            target = scratch.acc if flat else scratch.field_acc
+            postings += bm25_kernel.add_terms(
+                field.docs, field.tf, field.unit, field.indptr, rows, weights, weights == field.idf[rows],
+                field.cache, field.norms, target,
+            )  # fmt: skip
+            if not flat:
+                bm25_kernel.fold_nested(scratch.field_acc, scratch.acc)
+        if len(self.fields) > 1:  # the sparse walk knows one field's postings: scan instead
+            postings, rows = scratch.acc.shape[0], np.zeros(0, dtype=np.int64)
+        field = self.fields[0]
+        docs, scores = bm25_kernel.top_k(k, scratch.acc, field.docs, field.indptr, rows, postings, self._id_rank)
         order = np.lexsort((self._id_rank[docs], -scores))
         return docs[order], scores[order]
 
@@ -327,59 +338,6 @@ class LuceneBM25:
         rows = np.array([r for r, _ in found], dtype=np.int64)
         boosts = np.array([np.float32(c) * field.weight for _, c in found], dtype=np.float32)
         return rows, (boosts * field.idf[rows]).astype(np.float32)
-
-    def _pruned(self, counts: Counter[str], k: int, scratch: _Scratch) -> tuple[np.ndarray, np.ndarray]:
-        field = self.fields[0]
-        rows, weights = self._clauses(field, counts)
-        order = np.argsort(-(weights * field.bounds[rows]), kind="stable")
-        rows, weights = rows[order], weights[order]
-        is_unit = weights == field.idf[rows]
-        return bm25_kernel.flat_top_k(
-            k, field.docs, field.tf, field.unit, field.indptr, rows, weights, is_unit, field.bounds[rows],
-            field.cache, field.norms, scratch.block_acc, scratch.block_touched, self._id_rank,
-        )  # fmt: skip
-
-    def _exhaustive(self, counts: Counter[str], k: int, scratch: _Scratch) -> tuple[np.ndarray, np.ndarray]:
-        n_touched = 0
-        for field in self.fields:
-            rows, weights = self._clauses(field, counts)
-            if not len(rows):
-                continue
-            # A field query boosted by exactly 1 is flattened into the top-level disjunction by
-            # Lucene's rewrite; any other boost keeps it a nested query whose sum is rounded to float.
-            if field.weight == np.float32(1):
-                n_touched = bm25_kernel.accumulate(
-                    field.docs,
-                    field.tf,
-                    field.indptr,
-                    rows,
-                    weights,
-                    field.cache,
-                    field.norms,
-                    scratch.acc,
-                    scratch.seen,
-                    scratch.touched,
-                    n_touched,
-                )
-            else:
-                f_acc, f_seen, f_touched = scratch.field
-                n_field = bm25_kernel.accumulate(
-                    field.docs,
-                    field.tf,
-                    field.indptr,
-                    rows,
-                    weights,
-                    field.cache,
-                    field.norms,
-                    f_acc,
-                    f_seen,
-                    f_touched,
-                    0,
-                )
-                n_touched = bm25_kernel.fold_nested(
-                    f_acc, f_seen, f_touched, n_field, scratch.acc, scratch.seen, scratch.touched, n_touched
-                )
-        return bm25_kernel.top_k(k, scratch.acc, scratch.seen, scratch.touched, n_touched, self._id_rank)
 
     def search_many(
         self, queries: list[list[str]], k: int, progress: Callable[[int], None]

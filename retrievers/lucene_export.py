@@ -18,18 +18,23 @@ from tqdm import tqdm
 
 from harness import java
 
-POSTINGS_PER_CALL = 2_000_000
+POSTINGS_PER_CALL = 2_000_000  # a progress-bar step; the Java side moves whole terms
 DOCS_PER_CALL = 1_000_000
 
 
 @dataclass
 class FieldPostings:
-    """One field's postings, term-major, with its terms in Lucene's (byte) order."""
+    """One field's postings as written by the exporter: term-major, terms in Lucene's (byte) order.
 
-    terms: list[str]
+    ``docs`` and ``tf`` are files of little-endian int32 (document numbers ascending within a
+    term, and frequencies), left on disk: at MS MARCO's size they are 2.6 GB together.
+    """
+
+    terms: bytes  # UTF-8 terms, concatenated
+    term_offsets: np.ndarray  # int64, len(terms) + 1
     indptr: np.ndarray  # int64, len(terms) + 1
-    docs: np.ndarray  # int32 document numbers, ascending within a term
-    tf: np.ndarray  # int32
+    docs: Path
+    tf: Path
 
 
 def _read_int32(path: Path) -> np.ndarray:
@@ -37,15 +42,12 @@ def _read_int32(path: Path) -> np.ndarray:
     return values if sys.byteorder == "little" else values.astype(np.int32)
 
 
-def _strings(lens_path: Path, bytes_path: Path) -> list[str]:
-    """Length-prefixed UTF-8 strings written by the exporter."""
-    lens = _read_int32(lens_path).tolist()
-    blob = bytes_path.read_bytes()
-    out, start = [], 0
-    for n in lens:
-        out.append(blob[start : start + n].decode("utf-8"))
-        start += n
-    return out
+def _offsets(lens_path: Path) -> np.ndarray:
+    """Offsets (int64, one more than there are strings) of length-prefixed strings."""
+    lens = _read_int32(lens_path)
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    return offsets
 
 
 def _exporter() -> Any:
@@ -53,7 +55,7 @@ def _exporter() -> Any:
 
 
 def export_field(reader: Any, field: str, folder: Path) -> FieldPostings:
-    """Every term of ``field`` in Lucene's order with its postings; scratch files go to ``folder``."""
+    """Every term of ``field`` in Lucene's order with its postings, written under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     export = _exporter()(reader, field, str(folder))
     try:
@@ -64,13 +66,13 @@ def export_field(reader: Any, field: str, folder: Path) -> FieldPostings:
             bar.update(export.written() - bar.n)
     finally:
         export.close()
-    terms = _strings(folder / "term_lens", folder / "terms")
-    indptr = np.zeros(len(terms) + 1, dtype=np.int64)
-    np.cumsum(_read_int32(folder / "dfs"), out=indptr[1:])
-    postings = FieldPostings(terms, indptr, _read_int32(folder / "docs"), _read_int32(folder / "tf"))
-    for name in ("docs", "tf", "dfs", "terms", "term_lens"):
+    indptr = np.zeros(1, dtype=np.int64)
+    indptr = np.concatenate([indptr, np.cumsum(_read_int32(folder / "dfs"), dtype=np.int64)])
+    term_offsets = _offsets(folder / "term_lens")
+    terms = (folder / "terms").read_bytes()
+    for name in ("dfs", "term_lens", "terms"):
         (folder / name).unlink()
-    return postings
+    return FieldPostings(terms, term_offsets, indptr, folder / "docs", folder / "tf")
 
 
 def export_norms(reader: Any, field: str, folder: Path) -> np.ndarray:
@@ -82,16 +84,18 @@ def export_norms(reader: Any, field: str, folder: Path) -> np.ndarray:
     return norms
 
 
-def export_docids(reader: Any, folder: Path) -> list[str]:
-    """The stored ``id`` of every document, in Lucene's document-number order."""
+def export_docids(reader: Any, folder: Path) -> tuple[bytes, np.ndarray]:
+    """The ``id`` of every document in Lucene's document-number order: UTF-8 bytes, concatenated, and offsets."""
     n = reader.maxDoc()
     lens, blob = folder / "id_lens.scratch", folder / "id_bytes.scratch"
+    lens.touch()
+    blob.touch()
     with tqdm(total=n, unit="doc", desc="export docids") as bar:
         for start in range(0, n, DOCS_PER_CALL):
             end = min(start + DOCS_PER_CALL, n)
             _exporter().writeDocids(reader, start, end, str(lens), str(blob))
             bar.update(end - start)
-    docids = _strings(lens, blob) if n else []
+    ids, offsets = blob.read_bytes(), _offsets(lens)
     for path in (lens, blob):
-        path.unlink(missing_ok=True)
-    return docids
+        path.unlink()
+    return ids, offsets

@@ -8,6 +8,7 @@ checked against the exhaustive kernel, and the memory refusal against its config
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import Counter
 from pathlib import Path
 
@@ -64,13 +65,17 @@ def test_export_equals_lucene_read_one_posting_at_a_time(tmp_path: Path):
     reader = java.autoclass("io.anserini.index.IndexReaderUtils").getReader(str(tmp_path / "index"))
     exported = lucene_export.export_field(reader, "contents", tmp_path / "scratch")
     terms, indptr, slow_docs, tfs = _slow_postings(reader, "contents")
-    assert exported.terms == terms and "café" in terms
+    bounds = exported.term_offsets.tolist()
+    assert [exported.terms[a:b].decode() for a, b in itertools.pairwise(bounds)] == terms and "café" in terms
     assert exported.indptr.tolist() == indptr
-    assert exported.docs.tolist() == slow_docs and exported.tf.tolist() == tfs
+    assert np.fromfile(exported.docs, dtype="<i4").tolist() == slow_docs
+    assert np.fromfile(exported.tf, dtype="<i4").tolist() == tfs
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["docs", "tf"]  # the rest is read
     stored = reader.storedFields()
-    assert lucene_export.export_docids(reader, tmp_path) == [stored.document(i).get("id") for i in range(len(docs))]
-    assert "ид-кириллица" in lucene_export.export_docids(reader, tmp_path)
-    assert list((tmp_path / "scratch").iterdir()) == []  # scratch streams are removed
+    ids, offsets = lucene_export.export_docids(reader, tmp_path)
+    found = [ids[a:b].decode() for a, b in itertools.pairwise(offsets.tolist())]
+    assert found == [stored.document(i).get("id") for i in range(len(docs))]
+    assert "ид-кириллица" in found
 
 
 @pytest.fixture(scope="module")
@@ -89,29 +94,63 @@ def scifact_postings(tmp_path_factory):
     return bm25, dataset
 
 
+def _numpy_top_k(scorer: LuceneBM25, counts: Counter, k: int) -> tuple[list[int], list[float]]:
+    """The same query scored with plain numpy: Lucene's formula per posting, np.add.at, a full sort."""
+    field = scorer.fields[0]
+    acc = np.zeros(scorer.num_docs)
+    for term, count in counts.items():
+        row = field.terms.row(term)
+        if row is None:
+            continue
+        lo, hi = field.indptr[row], field.indptr[row + 1]
+        docs = field.docs[lo:hi]
+        w = np.float32(count) * field.idf[row]
+        one = np.float32(1)
+        np.add.at(acc, docs, w - w / (one + field.tf[lo:hi].astype(np.float32) * field.cache[field.norms[docs]]))
+    touched = np.flatnonzero(acc)
+    scores = acc[touched].astype(np.float32)
+    order = np.lexsort((scorer._id_rank[touched], -scores))[:k]
+    return touched[order].tolist(), scores[order].tolist()
+
+
 @pytest.mark.parametrize("k", [1, 10, 100, 1000])
-def test_pruned_top_k_equals_scoring_every_posting(scifact_postings, k: int):
+def test_kernel_equals_plain_numpy_scoring(scifact_postings, k: int):
     """Same documents, scores and order; repeated query words (boost 2) take the computed-score branch."""
     bm25, dataset = scifact_postings
     scorer: LuceneBM25 = bm25._scorer
-    assert scorer._prunable  # flat BM25 takes the pruned path
-    scratch = scorer._scratch[0]
     analyze = QueryAnalyzer.shared()
     queries = [q.text for q in dataset.queries[:60]] + ["cancer cancer cells", "vitamin d vitamin d deficiency"]
     for text in queries:
         counts = Counter(analyze(text))
-        pruned, every = scorer._pruned(counts, k, scratch), scorer._exhaustive(counts, k, scratch)
-        order_p = np.lexsort((scorer._id_rank[pruned[0]], -pruned[1]))
-        order_e = np.lexsort((scorer._id_rank[every[0]], -every[1]))
-        assert pruned[0][order_p].tolist() == every[0][order_e].tolist(), text
-        assert pruned[1][order_p].tolist() == every[1][order_e].tolist(), text
-    assert not scratch.acc.any() and not scratch.block_acc.any()  # accumulators are left clean
+        docs, scores = scorer.search(analyze(text), k)
+        assert (docs.tolist(), scores.tolist()) == _numpy_top_k(scorer, counts, k), text
+    assert not scorer._scratch[0].acc.any()  # the accumulators are left clean for the next query
+
+
+def test_sparse_and_dense_collection_agree(scifact_postings):
+    """top_k walks a few postings again or scans every document: both find the same top k."""
+    from retrievers import bm25_kernel
+
+    bm25, dataset = scifact_postings
+    scorer: LuceneBM25 = bm25._scorer
+    field, acc = scorer.fields[0], scorer._scratch[0].acc
+    rows, weights = scorer._clauses(field, Counter(QueryAnalyzer.shared()(dataset.queries[0].text)))
+    found = []
+    for force_scan in (False, True):
+        added = bm25_kernel.add_terms(field.docs, field.tf, field.unit, field.indptr, rows, weights,
+                                      weights == field.idf[rows], field.cache, field.norms, acc)  # fmt: skip
+        assert added > 0
+        postings = acc.shape[0] if force_scan else 0  # 0: "few postings", so walk them
+        docs, scores = bm25_kernel.top_k(100, acc, field.docs, field.indptr, rows, postings, scorer._id_rank)
+        found.append(sorted(zip(docs.tolist(), scores.tolist(), strict=True)))
+        assert not acc.any()
+    assert found[0] == found[1] and len(found[0]) == 100
 
 
 def test_memory_refusal_names_the_setting_and_keeps_the_index(tiny_beir: Path, tmp_path: Path):
     corpus = BeirCorpus(BeirSource(tiny_beir))
-    with pytest.raises(ConfigError, match=r"retriever\.memory_limit=1KB.*retriever\.threads.*engine=anserini"):
-        BM25(memory_limit="1KB").index(corpus, tmp_path)
+    with pytest.raises(ConfigError, match=r"retriever\.memory_limit=100B.*retriever\.threads.*engine=anserini"):
+        BM25(memory_limit="100B").index(corpus, tmp_path)
     kept = BM25(engine="anserini")
     kept.index(corpus, tmp_path)
     assert "lucene_index_s" not in kept.stats  # the refused run's Lucene index was kept and reused
