@@ -5,6 +5,11 @@ name and renamed into place only when complete, with a ``manifest.json`` recordi
 key and every file's size and BLAKE2 digest. An entry whose manifest is missing, whose key
 differs, or whose files do not match is stale or corrupt: it is removed and rebuilt.
 
+Hashing a multi-GB entry (an 8.8M-passage index) on every lookup would cost more than the
+work it saves, so verifying an entry leaves a stamp (``.verified.json``: each file's size and
+modification time); while every file still matches its stamp, the digests are not recomputed.
+A truncated, rewritten or replaced file changes its size or time and is hashed again.
+
 Each entry used under ``locked`` counts once, as ``hit`` (found and verified) or ``built``, in
 every open ``tally()``: how a run can say what it reused, which tests assert instead of timings.
 """
@@ -32,6 +37,7 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+STAMP = ".verified.json"
 _TEMP_PID = re.compile(r"\.tmp-(\d+)-")
 
 Tally = dict[str, Counter[str]]  # cache folder name ("lucene", "first-stage", ...) -> {"hit": n, "built": m}
@@ -69,8 +75,24 @@ def _file_table(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         str(p.relative_to(folder)): {"size": p.stat().st_size, "blake2b": file_digest(p)}
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p.name not in (MANIFEST, STAMP)
     }
+
+
+def _stat_table(folder: Path, names: Any) -> dict[str, list[int]]:
+    return {rel: [(folder / rel).stat().st_size, (folder / rel).stat().st_mtime_ns] for rel in names}
+
+
+def _stamp(folder: Path, names: Any) -> None:
+    """Record that ``folder``'s files were verified as they are now."""
+    write_text_atomic(folder / STAMP, json.dumps(_stat_table(folder, names)))
+
+
+def _stamped(folder: Path, names: Any) -> bool:
+    try:
+        return json.loads((folder / STAMP).read_text()) == _stat_table(folder, names)
+    except (OSError, ValueError):
+        return False
 
 
 def verify(folder: Path, key: dict[str, Any]) -> str | None:
@@ -91,10 +113,13 @@ def verify(folder: Path, key: dict[str, Any]) -> str | None:
             return f"{rel} missing"
         if path.stat().st_size != meta["size"]:
             return f"{rel} has {path.stat().st_size} bytes, manifest says {meta['size']}"
+    if _stamped(folder, expected):
+        return None
     actual = _file_table(folder)
     for rel, meta in expected.items():
         if actual[rel]["blake2b"] != meta["blake2b"]:
             return f"{rel} content differs from manifest"
+    _stamp(folder, expected)
     return None
 
 
@@ -158,6 +183,7 @@ def build(root: Path, key: dict[str, Any]) -> Iterator[Path]:
         yield tmp
         manifest = {"key": key, "files": _file_table(tmp)}
         write_text_atomic(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+        _stamp(tmp, manifest["files"])  # renaming the folder keeps the files' times
         replace_dir(tmp, final)
         _mark(final, "built")
     finally:

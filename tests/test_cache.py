@@ -90,3 +90,14 @@ def test_failed_build_and_unlocked_lookups_are_not_counted(tmp_path: Path):
         assert cache.lookup(root, KEY) is None
         built(root)  # outside locked(): nothing serialised it, nothing counts it
     assert counts == {}
+
+
+def test_a_verified_entry_is_not_hashed_again_until_a_file_changes(tmp_path: Path):
+    entry = built(tmp_path)
+    cache._file_digest.cache_clear()  # a new process: no digests remembered in memory
+    assert cache.lookup(tmp_path, KEY) == entry
+    assert cache._file_digest.cache_info().misses == 0  # the stamp vouched for every file
+    data = entry / "data.bin"
+    data.write_bytes(b"x" * data.stat().st_size)  # same size, new content and time
+    assert cache.lookup(tmp_path, KEY) is None  # hashed again, found corrupt, removed
+    assert cache._file_digest.cache_info().misses > 0
