@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from harness import cache, java
@@ -210,16 +211,19 @@ class BM25:
         assert scorer is not None
         analyze = QueryAnalyzer.shared()  # the JVM, in this thread; scoring then runs on `threads` threads
         analysed = [analyze(q.text) for q in queries]
-        with tqdm(total=len(queries), unit="query", desc=f"search {self.name}", mininterval=0.5) as bar:
-            found = scorer.search_many(analysed, self.hits, bar.update)
         run: Run = {}
-        for q, (docs, scores) in zip(queries, found, strict=True):
-            adjusted = adjust_score_ties(scores).tolist()
-            hits = list(zip(scorer.docids(docs), adjusted, strict=True))
-            if self.remove_query:  # after the cut and the tie adjustment, as SearchCollection does
-                hits = [(docid, score) for docid, score in hits if docid != q.qid]
-            run[q.qid] = hits
-        return run
+        with tqdm(total=len(queries), unit="query", desc=f"search {self.name}", mininterval=0.5) as bar:
+
+            def finish(i: int, docs: np.ndarray, scores: np.ndarray) -> None:
+                qid, docids = queries[i].qid, scorer.docids(docs)
+                hits = list(zip(docids, adjust_score_ties(scores).tolist(), strict=True))
+                if self.remove_query and qid in docids:  # after the cut and the tie adjustment, as Anserini
+                    del hits[docids.index(qid)]
+                run[qid] = hits
+                bar.update(1)
+
+            scorer.search_many(analysed, self.hits, finish)
+        return {q.qid: run[q.qid] for q in queries}
 
     def _search(self, queries: list[Query], tmp: Path) -> Run:
         topics, output = tmp / "topics.tsv", tmp / "run.trec"

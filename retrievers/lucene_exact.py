@@ -219,8 +219,8 @@ class _Field:
 class _Scratch:
     """A thread's accumulators: a double per document, as Lucene sums clause scores in double."""
 
-    def __init__(self, n: int, nested: bool):
-        self.acc = np.zeros(n)
+    def __init__(self, n: int, flat: bool, nested: bool):
+        self.acc = np.zeros(min(n, bm25_kernel.BLOCK) if flat else n)  # flat: a block at a time
         self.field_acc = np.zeros(n) if nested else None  # a boosted field's own sums
 
 
@@ -240,13 +240,13 @@ def export_memory(index_dir: Path) -> int:
 def engine_memory(folder: Path, threads: int) -> int:
     """Bytes the engine allocates; the memory-mapped postings, which the OS pages in and out, are not counted.
 
-    Per thread: a double per document (two with a second field, which may be boosted). Per
+    Per thread: a double per document of a block (flat), or two per document (fields). Per
     document: id rank, id offset, a norm per field. Per posting: its precomputed score. Per term:
     its dictionary entry and idf.
     """
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     n, fields = meta["num_docs"], meta["fields"].values()
-    per_thread = n * 8 * (1 if len(fields) == 1 else 2)
+    per_thread = min(n, bm25_kernel.BLOCK) * 8 if len(fields) == 1 else n * 16
     per_doc = n * (4 + 8 + len(fields))
     per_posting = 4 * sum(f["num_postings"] for f in fields)
     per_term = 24 * sum(f["num_terms"] for f in fields)
@@ -271,7 +271,9 @@ class LuceneBM25:
         for f in self.fields:
             f.unit = bm25_kernel.unit_scores(f.docs, f.tf, f.indptr, f.idf, f.cache, f.norms)
         nested = any(f.weight != np.float32(1) for f in self.fields)
-        self._scratch = [_Scratch(n, nested) for _ in range(self._threads)]
+        # One field weighted 1 (flat BM25) is a plain disjunction, scored a block of documents at a time.
+        self._flat = len(self.fields) == 1 and self.fields[0].weight == np.float32(1)
+        self._scratch = [_Scratch(n, self._flat, nested) for _ in range(self._threads)]
 
     @staticmethod
     def _field(folder: Path, info: dict[str, Any], name: str, k1: float, b: float, weight: float) -> _Field:
@@ -297,18 +299,33 @@ class LuceneBM25:
     def docids(self, docs: np.ndarray) -> list[str]:
         """The collection ids of Lucene document numbers ``docs``, each decoded once and then remembered."""
         known, numbers = self._docid_strings, docs.tolist()
-        new = [d for d in numbers if known[d] is None]
-        if new:
-            at = np.array(new, dtype=np.int64)
+        found = [known[d] for d in numbers]
+        if None in found:
+            at = np.array([d for d, docid in zip(numbers, found, strict=True) if docid is None], dtype=np.int64)
             starts, ends = self._docid_offsets[at].tolist(), self._docid_offsets[at + 1].tolist()
-            for d, start, end in zip(new, starts, ends, strict=True):
+            for d, start, end in zip(at.tolist(), starts, ends, strict=True):
                 known[d] = self._docid_blob[start:end].decode("utf-8")
-        return [known[d] for d in numbers]
+            found = [known[d] for d in numbers]
+        return found
 
     def search(self, terms: list[str], k: int, thread: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` documents for analysed query ``terms``: (doc numbers, float32 scores), Lucene's order."""
         counts = Counter(terms)
         scratch = self._scratch[thread]
+        if self._flat:
+            field = self.fields[0]
+            rows, weights = self._clauses(field, counts)
+            docs, scores = bm25_kernel.flat_top_k(
+                k, field.docs, field.tf, field.unit, field.indptr, rows, weights, weights == field.idf[rows],
+                field.cache, field.norms, scratch.acc, self._id_rank,
+            )  # fmt: skip
+        else:
+            docs, scores = self._fielded(counts, k, scratch)
+        order = np.lexsort((self._id_rank[docs], -scores))
+        return docs[order], scores[order]
+
+    def _fielded(self, counts: Counter[str], k: int, scratch: _Scratch) -> tuple[np.ndarray, np.ndarray]:
+        """Several fields, or one boosted: a field's sum may be rounded on its own, so one array for all documents."""
         postings = 0
         for field in self.fields:
             rows, weights = self._clauses(field, counts)
@@ -325,9 +342,7 @@ class LuceneBM25:
         if len(self.fields) > 1:  # the sparse walk knows one field's postings: scan instead
             postings, rows = scratch.acc.shape[0], np.zeros(0, dtype=np.int64)
         field = self.fields[0]
-        docs, scores = bm25_kernel.top_k(k, scratch.acc, field.docs, field.indptr, rows, postings, self._id_rank)
-        order = np.lexsort((self._id_rank[docs], -scores))
-        return docs[order], scores[order]
+        return bm25_kernel.top_k(k, scratch.acc, field.docs, field.indptr, rows, postings, self._id_rank)
 
     def _clauses(self, field: _Field, counts: Counter[str]) -> tuple[np.ndarray, np.ndarray]:
         """(term rows, float32 term weights) of the query's terms found in ``field``.
@@ -340,20 +355,21 @@ class LuceneBM25:
         return rows, (boosts * field.idf[rows]).astype(np.float32)
 
     def search_many(
-        self, queries: list[list[str]], k: int, progress: Callable[[int], None]
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``search`` for each analysed query, ``threads`` at a time (the kernels release the GIL)."""
-        results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(queries)  # type: ignore[list-item]
+        self, queries: list[list[str]], k: int, finish: Callable[[int, np.ndarray, np.ndarray], None]
+    ) -> None:
+        """``search`` each analysed query on ``threads`` threads; ``finish(i, docs, scores)`` takes each result.
+
+        The kernels release the GIL, so one thread's Python (``finish`` included) runs while
+        another scores.
+        """
 
         def work(thread: int) -> None:
             for i in range(thread, len(queries), self._threads):
-                results[i] = self.search(queries[i], k, thread)
-                progress(1)
+                finish(i, *self.search(queries[i], k, thread))
 
         with ThreadPoolExecutor(self._threads) as pool:
             for future in [pool.submit(work, t) for t in range(self._threads)]:
                 future.result()
-        return results
 
 
 _TIE_GAP, _TIE_STEP = np.float32(1e-4), np.float32(1e-6)
