@@ -74,8 +74,11 @@ bench: $(STAMP)
 
 # BM25 engines and bm25s on SciFact plus 0, 100k and 1M synthetic distractors (docs/scale.md): hours on
 # 2 cores, resumable; add --msmarco for 8.8M MS MARCO-shaped passages.
+# SciFact + 0, 100k and 1M distractors; `make bench-scale SCALE_ARGS=--msmarco` adds 8.8M passages.
+# Then the share of a BM25 -> cross-encoder rerank spent fetching texts, on the 1M corpus.
 bench-scale: $(STAMP)
-	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
+	$(BIN)/python benchmarks/rerank_fetch.py
 
 # Optuna on SciFact train, then the best k1/b evaluated once on SciFact test.
 TUNED := runs/tune/bm25-scifact-train/optimization_results.yaml

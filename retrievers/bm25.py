@@ -50,7 +50,7 @@ _WHITESPACE = re.compile(r"\s+")
 _ENGINES = ("numpy", "anserini")
 _WHAT = {"lucene": "Lucene index", "bm25-postings": "exported postings"}  # cache folders, for the log
 _REMEDIES = (
-    "Lower retriever.threads (each thread holds 26 bytes per document), or use retriever.engine=anserini "
+    "Lower retriever.threads (each thread holds its own accumulators), or use retriever.engine=anserini "
     "(Lucene's own search; its memory is java.heap), or raise retriever.memory_limit if you know better."
 )
 
@@ -87,6 +87,8 @@ class BM25:
         unknown = set(self.field_weights) - {"contents", "title"}
         if multifield and unknown:
             raise ConfigError(f"retriever.field_weights names unindexed fields {sorted(unknown)}; use contents, title")
+        if multifield and any(w <= 0 for w in self.field_weights.values()):
+            raise ConfigError(f"retriever.field_weights must be > 0, got {self.field_weights}")
         self.remove_query = remove_query
         self.threads = threads
         self.name = name

@@ -84,3 +84,5 @@ def test_bad_parameters_name_the_config_key():
         BM25(b=1.5)
     with pytest.raises(ConfigError, match=r"retriever\.hits must be >= 1"):
         BM25(hits=0)
+    with pytest.raises(ConfigError, match=r"retriever\.field_weights must be > 0"):
+        BM25(multifield=True, field_weights={"contents": 1.0, "title": 0.0})
