@@ -1,8 +1,9 @@
 """Dense retrieval: a bi-encoder named as users name it, corpus embeddings cached, faiss search.
 
-Exact inner product (``index: flat``) is the default, the setting published numbers use;
-HNSW (``index: hnsw``) trades a little recall for sub-linear search on large corpora and is
-cached next to the embeddings it was built from.
+Exact inner product (``index: flat``) is the default, the setting published numbers use.
+``flat_fp16`` is exact search over float16 codes (a scalar quantizer): half flat's memory, and
+no float32 copy of a float16 store. HNSW, IVF and IVF-PQ trade recall for sub-linear search or
+memory on large corpora; the trained ones are cached next to the embeddings they were built from.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from retrievers.encoder import Encoder, TorchEncoder
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
-INDEXES = ("flat", "hnsw")
+INDEXES = ("flat", "flat_fp16", "hnsw", "ivf", "ivfpq")
+_ADD_BATCH = 65536  # vectors converted to float32 at a time while adding: no full float32 copy
 
 
 class Dense:
@@ -47,6 +49,8 @@ class Dense:
         normalize: bool | None = None,
         index: str = "flat",
         hnsw: dict | None = None,
+        ivf: dict | None = None,
+        pq: dict | None = None,
         storage_dtype: str = "float16",
         shard_size: int = 8192,
         remove_query: bool = False,
@@ -76,6 +80,8 @@ class Dense:
         self.batch_size, self.storage_dtype, self.shard_size = batch_size, storage_dtype, shard_size
         self.index_kind = index
         self.hnsw = {"m": 32, "ef_construction": 200, "ef_search": 256, **dict(hnsw or {})}
+        self.ivf = {"nlist": 1024, "nprobe": 32, "train_size": 100_000, **dict(ivf or {})}
+        self.pq = {"m": 48, "bits": 8, **dict(pq or {})}
         self.remove_query, self.threads = remove_query, threads
         self.encoder: Encoder | None = None
         self.embeddings: Embeddings | None = None
@@ -96,34 +102,80 @@ class Dense:
         self.embeddings = corpus_embeddings(
             self.encoder, corpus, cache_dir, self.batch_size, self.storage_dtype, self.shard_size
         )
-        self._faiss = self._flat() if self.index_kind == "flat" else self._hnsw(cache_dir)
+        exact = self.index_kind in ("flat", "flat_fp16")
+        self._faiss = self._searching(self._filled(self._empty_index()) if exact else self._cached_index(cache_dir))
 
-    def _flat(self) -> faiss.Index:
-        assert self.embeddings is not None
-        index = faiss.IndexFlatIP(self.embeddings.vectors.shape[1])
-        index.add(np.ascontiguousarray(self.embeddings.vectors, dtype=np.float32))
+    def _searching(self, index: faiss.Index) -> faiss.Index:
+        """Apply the search-time settings, which are not part of a cached index."""
+        if self.index_kind == "hnsw":
+            index.hnsw.efSearch = self.hnsw["ef_search"]
+        elif self.index_kind in ("ivf", "ivfpq"):
+            index.nprobe = self.ivf["nprobe"]
         return index
 
-    def _hnsw(self, cache_dir: Path) -> faiss.Index:
+    def index_settings(self) -> dict[str, object]:
+        """The index type and the parameters that shape it (what an approximate run must be told apart by)."""
+        build = {"hnsw": ("m", "ef_construction"), "ivf": ("nlist", "train_size"), "ivfpq": ("nlist", "train_size")}
+        params = {"hnsw": self.hnsw, "ivf": self.ivf, "ivfpq": self.ivf}.get(self.index_kind, {})
+        settings: dict[str, object] = {"index": self.index_kind}
+        settings.update({k: params[k] for k in build.get(self.index_kind, ())})
+        if self.index_kind == "ivfpq":
+            settings.update(pq_m=self.pq["m"], pq_bits=self.pq["bits"])
+        return settings
+
+    def _empty_index(self) -> faiss.Index:
+        """The faiss index for ``index_kind``, untrained and empty."""
         assert self.embeddings is not None
-        key = {"kind": "faiss-hnsw", "embeddings": self.embeddings.folder.name, "m": self.hnsw["m"]}
-        key["ef_construction"] = self.hnsw["ef_construction"]
+        d, ip = self.embeddings.vectors.shape[1], faiss.METRIC_INNER_PRODUCT
+        if self.index_kind == "flat":
+            return faiss.IndexFlatIP(d)
+        if self.index_kind == "flat_fp16":
+            return faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, ip)
+        if self.index_kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, self.hnsw["m"], ip)
+            index.hnsw.efConstruction = self.hnsw["ef_construction"]
+            return index
+        nlist = min(self.ivf["nlist"], len(self.embeddings.vectors))
+        if self.index_kind == "ivf":
+            return faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, ip)
+        if d % self.pq["m"]:
+            raise ConfigError(f"retriever.pq.m={self.pq['m']} must divide the embedding dimension {d}")
+        if len(self.embeddings.vectors) < 2 ** self.pq["bits"]:
+            raise ConfigError(
+                f"retriever.index=ivfpq trains 2^pq.bits={2 ** self.pq['bits']} centroids per sub-vector: "
+                f"this corpus has {len(self.embeddings.vectors)} documents; use flat or lower retriever.pq.bits"
+            )
+        return faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, self.pq["m"], self.pq["bits"], ip)
+
+    def _filled(self, index: faiss.Index) -> faiss.Index:
+        """Train ``index`` on a seeded sample if it needs it, then add every vector, a batch at a time."""
+        assert self.embeddings is not None
+        vectors = self.embeddings.vectors
+        if not index.is_trained:
+            size = min(len(vectors), self.ivf["train_size"])
+            rows = np.sort(np.random.default_rng(0).choice(len(vectors), size, replace=False))
+            index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+        for start in range(0, len(vectors), _ADD_BATCH):
+            index.add(np.ascontiguousarray(vectors[start : start + _ADD_BATCH], dtype=np.float32))
+        return index
+
+    def _cached_index(self, cache_dir: Path) -> faiss.Index:
+        """HNSW graphs and trained IVF indexes are built once per embeddings and settings."""
+        assert self.embeddings is not None
+        key = {"kind": f"faiss-{self.index_kind}", "embeddings": self.embeddings.folder.name}
+        key.update({k: v for k, v in self.index_settings().items() if k != "index"})
+        if self.index_kind == "hnsw":  # the key HNSW entries had before IVF existed: they stay valid
+            key = {"kind": "faiss-hnsw", "embeddings": key["embeddings"], "m": self.hnsw["m"]}
+            key["ef_construction"] = self.hnsw["ef_construction"]
         root = cache_dir / "faiss"
         with cache.locked(root, key):
             entry = cache.lookup(root, key)
             if entry is None:
                 with cache.build(root, key) as tmp:
-                    index = faiss.IndexHNSWFlat(
-                        self.embeddings.vectors.shape[1], self.hnsw["m"], faiss.METRIC_INNER_PRODUCT
-                    )
-                    index.hnsw.efConstruction = self.hnsw["ef_construction"]
-                    index.add(np.ascontiguousarray(self.embeddings.vectors, dtype=np.float32))
-                    faiss.write_index(index, str(tmp / "hnsw.faiss"))
+                    faiss.write_index(self._filled(self._empty_index()), str(tmp / f"{self.index_kind}.faiss"))
                 entry = cache.lookup(root, key)
                 assert entry is not None
-        index = faiss.read_index(str(entry / "hnsw.faiss"))
-        index.hnsw.efSearch = self.hnsw["ef_search"]
-        return index
+        return faiss.read_index(str(entry / f"{self.index_kind}.faiss"))
 
     def retrieve(self, queries: list[Query]) -> Run:
         """Top ``hits`` by inner product; an empty query retrieves nothing."""

@@ -142,5 +142,5 @@ def test_unreachable_model_names_the_ways_to_provide_it(monkeypatch, tmp_path: P
 
 
 def test_bad_settings_name_the_key():
-    with pytest.raises(ConfigError, match=r"retriever\.index must be one of flat, hnsw"):
-        Dense(index="ivf")
+    with pytest.raises(ConfigError, match=r"retriever\.index must be one of flat, flat_fp16, hnsw, ivf, ivfpq"):
+        Dense(index="ivf_pq")
