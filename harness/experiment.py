@@ -33,7 +33,7 @@ from harness.provenance import git_commit
 from harness.rerank import rerank_pointwise
 from harness.rundir import write_run_dir
 from harness.score_cache import ScoreCache
-from harness.stages import StageResult, content_identity, first_stage_run, resolved
+from harness.stages import StageResult, content_identity, first_stage_run, resolved, row_columns
 from harness.types import Query, Run
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,7 @@ def _compute(
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": cfg.dataset.name,
         "retriever": cfg.retriever.name,
+        **row_columns(cfg.retriever),
         "reranker": cfg.reranker.get("name", "none"),
         **second.provenance,
         "system": system_name(cfg),

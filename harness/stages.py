@@ -75,6 +75,15 @@ def content_identity(component: DictConfig | None) -> Any | None:
     return component_class.cache_identity(component) if hasattr(component_class, "cache_identity") else None
 
 
+def row_columns(component: DictConfig | None) -> dict[str, str]:
+    """Leaderboard columns a component's class derives from its config (``row_columns(cfg)``), such as
+    the dense index type: settings that tell an approximate run from an exact one at a glance."""
+    if component is None or not component.get("_target_"):
+        return {}
+    component_class = get_class(component._target_)
+    return component_class.row_columns(component) if hasattr(component_class, "row_columns") else {}
+
+
 def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path) -> StageResult:
     """The retriever's run, from the stage cache when this exact first stage ran before."""
     with cache.tally() as used:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from omegaconf import DictConfig
 
 from harness import cache
 from harness.embeddings import STORAGE_DTYPES, Embeddings, corpus_embeddings
@@ -112,6 +113,17 @@ class Dense:
         elif self.index_kind in ("ivf", "ivfpq"):
             index.nprobe = self.ivf["nprobe"]
         return index
+
+    @staticmethod
+    def row_columns(cfg: DictConfig) -> dict[str, str]:
+        """The leaderboard's ``retriever_index``: the index type and every parameter that shapes its results."""
+        kind = cfg.get("index", "flat")
+        params = {"hnsw": ("m", "ef_construction", "ef_search"), "ivf": ("nlist", "nprobe", "train_size")}
+        group = {"hnsw": "hnsw", "ivf": "ivf", "ivfpq": "ivf"}.get(kind)
+        parts = [kind] + [f"{k}={cfg[group][k]}" for k in params.get(group, ()) if group and k in cfg[group]]
+        if kind == "ivfpq":
+            parts += [f"pq.m={cfg.pq.m}", f"pq.bits={cfg.pq.bits}"]
+        return {"retriever_index": " ".join(parts)}
 
     def index_settings(self) -> dict[str, object]:
         """The index type and the parameters that shape it (what an approximate run must be told apart by)."""

@@ -83,3 +83,19 @@ def test_bad_pq_settings_name_the_key(vectors, tmp_path: Path):
         _index("ivfpq", vectors, tmp_path, pq={"m": 7})
     with pytest.raises(ConfigError, match=r"retriever\.index=ivfpq trains 2\^pq\.bits=256 centroids"):
         _index("ivfpq", vectors[:100], tmp_path, pq={"m": 8})
+
+
+def test_leaderboard_column_names_the_index_and_its_parameters():
+    from hydra import compose, initialize_config_dir
+
+    from harness.stages import row_columns
+
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        exact = compose("config", overrides=["retriever=dense"])
+        pq = compose("config", overrides=["retriever=dense", "retriever.index=ivfpq", "retriever.ivf.nprobe=64"])
+        bm25 = compose("config", overrides=["retriever=bm25"])
+    assert row_columns(exact.retriever) == {"retriever_index": "flat"}
+    columns = row_columns(pq.retriever)["retriever_index"]
+    assert columns == "ivfpq nlist=1024 nprobe=64 train_size=100000 pq.m=48 pq.bits=8"
+    assert row_columns(bm25.retriever) == {}
