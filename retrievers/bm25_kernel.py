@@ -46,21 +46,13 @@ BLOCK = 1 << 16  # documents per block: a block's doubles (512 KB) stay in the L
 def add_terms(docs, tf, unit, indptr, rows, weights, is_unit, cache, norms, acc):
     """Add each term's scores into ``acc`` (one double per document of the collection).
 
-    The precomputed ``unit`` scores where the term's weight is its idf, else the boosted score.
     Returns the number of postings added (the caller picks how to collect the touched documents).
     """
-    one = np.float32(1)
     total = 0
     for i in range(rows.shape[0]):
-        lo, hi, w = indptr[rows[i]], indptr[rows[i] + 1], weights[i]
+        lo, hi = indptr[rows[i]], indptr[rows[i] + 1]
+        _add_block(docs, tf, unit, lo, hi, weights[i], is_unit[i], 0, cache, norms, acc)
         total += hi - lo
-        if is_unit[i]:
-            for p in range(lo, hi):
-                acc[docs[p]] += unit[p]
-        else:
-            for p in range(lo, hi):
-                d = docs[p]
-                acc[d] += w - w / (one + np.float32(tf[p]) * cache[norms[d]])
     return total
 
 

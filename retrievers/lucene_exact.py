@@ -268,8 +268,6 @@ class LuceneBM25:
         self.fields = [self._field(folder, meta["fields"][f], f, k1, b, w) for f, w in field_weights.items()]
         self.num_postings = sum(len(f.docs) for f in self.fields)
         self._threads = max(1, threads)
-        for f in self.fields:
-            f.unit = bm25_kernel.unit_scores(f.docs, f.tf, f.indptr, f.idf, f.cache, f.norms)
         nested = any(f.weight != np.float32(1) for f in self.fields)
         # One field weighted 1 (flat BM25) is a plain disjunction, scored a block of documents at a time.
         self._flat = len(self.fields) == 1 and self.fields[0].weight == np.float32(1)
@@ -284,17 +282,12 @@ class LuceneBM25:
         terms = TermDictionary(
             (folder / f"{name}.terms.bin").read_bytes(), _map(folder / f"{name}.term_offsets.i8", "i8", n_terms + 1)
         )
-        return _Field(
-            terms=terms,
-            indptr=indptr,
-            docs=_map(folder / f"{name}.docs.i4", "i4", n_postings),
-            tf=_map(folder / f"{name}.tf.{info['tf_dtype']}", info["tf_dtype"], n_postings),
-            norms=np.fromfile(folder / f"{name}.norms.u1", dtype=np.uint8),
-            cache=lucene_norm_inverse(k1, b, avgdl),
-            idf=lucene_idf(doc_count, np.diff(indptr)),
-            weight=np.float32(weight),
-            unit=np.zeros(0, dtype=np.float32),
-        )
+        docs = _map(folder / f"{name}.docs.i4", "i4", n_postings)
+        tf = _map(folder / f"{name}.tf.{info['tf_dtype']}", info["tf_dtype"], n_postings)
+        norms = np.fromfile(folder / f"{name}.norms.u1", dtype=np.uint8)
+        cache, idf = lucene_norm_inverse(k1, b, avgdl), lucene_idf(doc_count, np.diff(indptr))
+        unit = bm25_kernel.unit_scores(docs, tf, indptr, idf, cache, norms)
+        return _Field(terms, indptr, docs, tf, norms, cache, idf, np.float32(weight), unit)
 
     def docids(self, docs: np.ndarray) -> list[str]:
         """The collection ids of Lucene document numbers ``docs``, each decoded once and then remembered."""

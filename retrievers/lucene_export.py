@@ -43,7 +43,7 @@ def _read_int32(path: Path) -> np.ndarray:
 
 
 def _offsets(lens_path: Path) -> np.ndarray:
-    """Offsets (int64, one more than there are strings) of length-prefixed strings."""
+    """Offsets (int64, one more than there are entries) from a file of int32 lengths."""
     lens = _read_int32(lens_path)
     offsets = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
@@ -66,8 +66,7 @@ def export_field(reader: Any, field: str, folder: Path) -> FieldPostings:
             bar.update(export.written() - bar.n)
     finally:
         export.close()
-    indptr = np.zeros(1, dtype=np.int64)
-    indptr = np.concatenate([indptr, np.cumsum(_read_int32(folder / "dfs"), dtype=np.int64)])
+    indptr = _offsets(folder / "dfs")  # postings per term, as offsets
     term_offsets = _offsets(folder / "term_lens")
     terms = (folder / "terms").read_bytes()
     for name in ("dfs", "term_lens", "terms"):
