@@ -37,7 +37,7 @@ class RayHead:
 
     def stop(self) -> None:
         """SIGTERM to the head's process group, SIGKILL to what is left after a grace period."""
-        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
+        for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(self.process.pid, sig)
             except ProcessLookupError:

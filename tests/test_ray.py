@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from harness.datasets import BeirCorpus
 from harness.errors import ConfigError
+from harness.models import encoder_spec
 from harness.readers import BeirSource
 from retrievers.dense import Dense
 from retrievers.encoder import TorchEncoder
@@ -26,7 +27,7 @@ from tests.conftest import PROJECT, SHARED_DATA, write_beir
 from tests.ray_head import RayHead
 from tests.test_dense import MINILM, CountedDense, CountingEncoder
 
-DOCS, SHARD = 80, 16  # five shards
+DOCS, SHARD, TOKENS = 48, 8, 64  # six shards of short texts: the tests time Ray, not the model
 
 
 @pytest.fixture(scope="module")
@@ -40,27 +41,42 @@ def scifact_slice(tmp_path_factory: pytest.TempPathFactory) -> BeirCorpus:
     return BeirCorpus(BeirSource(write_beir(tmp_path_factory.mktemp("slice"), corpus_lines=lines)))
 
 
-def on_ray(head: RayHead, **settings) -> Dense:
-    return Dense(
-        model=MINILM,
-        dtype="float32",
-        shard_size=SHARD,
-        distributed="ray",
-        ray={"address": head.address, "workers": 2, **settings},
-    )
+@pytest.fixture(scope="module")
+def minilm() -> TorchEncoder:
+    """The driver's encoder, built once for the module (each Ray worker builds its own from the settings)."""
+    return TorchEncoder(encoder_spec(MINILM, max_length=TOKENS), dtype="float32")
 
 
-def local(counting: CountingEncoder) -> CountedDense:
-    return CountedDense(counting, shard_size=SHARD)
+class OnRay(Dense):
+    """Dense with distributed=ray whose driver-side encoder is the module's, not built anew per index()."""
+
+    def __init__(self, head: RayHead, driver: TorchEncoder):
+        super().__init__(
+            model=MINILM,
+            dtype="float32",
+            max_length=TOKENS,
+            shard_size=SHARD,
+            distributed="ray",
+            ray={"address": head.address, "workers": 2},
+        )
+        self.driver = driver
+
+    def make_encoder(self, cache_dir: Path) -> TorchEncoder:
+        return self.driver
+
+
+def local(encoder: TorchEncoder) -> CountedDense:
+    return CountedDense(CountingEncoder(encoder), shard_size=SHARD)
 
 
 @pytest.mark.slow
-def test_two_workers_fill_the_cache_a_local_run_fills_and_reuses(ray_client: RayHead, scifact_slice, tmp_path: Path):
+def test_two_workers_fill_the_cache_a_local_run_fills_and_reuses(
+    ray_client: RayHead, scifact_slice, minilm, tmp_path: Path
+):
     cluster_cache, laptop_cache = tmp_path / "cluster", tmp_path / "laptop"
-    on_cluster = on_ray(ray_client)
+    on_cluster = OnRay(ray_client, minilm)
     on_cluster.index(scifact_slice, cluster_cache)
-    minilm = TorchEncoder(on_cluster.encoder.spec, dtype="float32")
-    alone = local(CountingEncoder(minilm))
+    alone = local(minilm)
     alone.index(scifact_slice, laptop_cache)
     assert len(alone.counting.texts) == DOCS  # the reference was encoded here, in one process
     a, b = on_cluster.embeddings, alone.embeddings
@@ -69,27 +85,27 @@ def test_two_workers_fill_the_cache_a_local_run_fills_and_reuses(ray_client: Ray
     va, vb = np.asarray(a.vectors, dtype=np.float32), np.asarray(b.vectors, dtype=np.float32)
     cosine = (va * vb).sum(1) / np.linalg.norm(va, axis=1) / np.linalg.norm(vb, axis=1)
     assert cosine.min() >= 0.9999
-    reuse = local(CountingEncoder(minilm))
+    reuse = local(minilm)
     reuse.index(scifact_slice, cluster_cache)
     assert reuse.counting.texts == [] and reuse.embeddings.folder == a.folder  # the laptop reuses the cluster's
 
 
 @pytest.mark.slow
 def test_a_dead_worker_fails_the_run_and_a_rerun_encodes_only_missing_shards(
-    ray_client: RayHead, scifact_slice, tmp_path: Path, monkeypatch, caplog
+    ray_client: RayHead, scifact_slice, minilm, tmp_path: Path, monkeypatch, caplog
 ):
     from retrievers.ray_encoding import KILL_HOOK, WorkerLost
 
     monkeypatch.setenv(KILL_HOOK, "2")
     with pytest.raises(WorkerLost, match="rerun the same command to encode only the missing ones"):
-        on_ray(ray_client).index(scifact_slice, tmp_path)
+        OnRay(ray_client, minilm).index(scifact_slice, tmp_path)
     [partial] = (tmp_path / "embeddings").glob("*.partial")
     finished = sorted(int(p.stem) for p in partial.glob("[0-9]*.json"))
     assert 2 not in finished and finished  # the dead worker's shard is missing, the others' are kept
     assert all((partial / f"{n:06d}.npy").is_file() for n in finished)
     monkeypatch.delenv(KILL_HOOK)
     caplog.set_level(logging.INFO, logger="harness.embeddings")
-    again = on_ray(ray_client)
+    again = OnRay(ray_client, minilm)
     again.index(scifact_slice, tmp_path)
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("encoded ")]
     assert line == f"encoded {DOCS // SHARD - len(finished)} shards, {len(finished)} kept from an earlier run"
