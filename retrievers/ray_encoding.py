@@ -23,7 +23,7 @@ from ray.exceptions import RayActorError
 from ray.util import ActorPool
 from tqdm import tqdm
 
-from harness.embeddings import Shard
+from harness.embeddings import Shard, ShardEncoding
 from harness.errors import ConfigError, RankbenchError
 from retrievers.encoder import Encoder
 
@@ -34,8 +34,8 @@ KILL_HOOK = "RANKBENCH_TEST_KILL_WORKER_AT_SHARD"
 SETTINGS = {"address": None, "workers": 2, "num_cpus": 1, "num_gpus": 0}
 
 
-class WorkerLost(RankbenchError):
-    """A Ray worker died mid-encode; the shards finished so far are saved."""
+class RayWorkerError(RankbenchError):
+    """A Ray worker could not build the encoder, or died mid-encode (the shards finished so far are saved)."""
 
 
 def ray_settings(given: dict[str, Any] | None) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class ShardEncoder:
 
 def ray_shards(
     build: Callable[[], Encoder], driver: Encoder, settings: dict[str, Any], batch_size: int
-) -> Callable[[Iterator[Shard], int | None], Iterator[tuple[int, np.ndarray]]]:
+) -> ShardEncoding:
     """A ``ShardEncoding`` for harness.embeddings: Ray joins (or starts) a cluster only if a shard is missing."""
 
     def encode(shards: Iterator[Shard], total: int | None) -> Iterator[tuple[int, np.ndarray]]:
@@ -101,7 +101,14 @@ def _pool(build: Callable[[], Encoder], driver: Encoder, settings: dict[str, Any
     kill_at = int(os.environ[KILL_HOOK]) if KILL_HOOK in os.environ else None
     options = {"num_cpus": settings["num_cpus"], "num_gpus": settings["num_gpus"]}
     actors = [ShardEncoder.options(**options).remote(build, kill_at) for _ in range(settings["workers"])]
-    for identity, dim in ray.get([a.identity.remote() for a in actors]):
+    try:
+        identities = ray.get([a.identity.remote() for a in actors])
+    except RayActorError as e:
+        raise RayWorkerError(
+            f"a Ray worker could not build the encoder ({_gist(e)}): every node needs this rankbench code "
+            "importable (installed in its .venv from the same checkout) and the model available offline"
+        ) from e
+    for identity, dim in identities:
         if (identity, dim) != (driver.identity, driver.dim):
             raise ConfigError(
                 f"a Ray worker encodes with {identity} (dim {dim}) but this machine with {driver.identity} "
@@ -144,7 +151,13 @@ def _run(
             if lost is None and (shard := next(shards, None)) is not None:
                 submit(shard)
     if lost is not None:
-        raise WorkerLost(
-            f"a Ray worker died while encoding ({type(lost).__name__}: {str(lost).splitlines()[0]}); "
+        raise RayWorkerError(
+            f"a Ray worker died while encoding ({_gist(lost)}); "
             "every shard finished so far is saved: rerun the same command to encode only the missing ones"
         )
+
+
+def _gist(error: Exception) -> str:
+    """The last line of Ray's many-line error: the cause (an import error, the worker's exit detail)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"

@@ -50,14 +50,14 @@ def minilm() -> TorchEncoder:
 class OnRay(Dense):
     """Dense with distributed=ray whose driver-side encoder is the module's, not built anew per index()."""
 
-    def __init__(self, head: RayHead, driver: TorchEncoder):
+    def __init__(self, head: RayHead, driver: TorchEncoder, **ray_settings):
         super().__init__(
             model=MINILM,
             dtype="float32",
             max_length=TOKENS,
             shard_size=SHARD,
             distributed="ray",
-            ray={"address": head.address, "workers": 2},
+            ray={"address": head.address, "workers": 2, **ray_settings},
         )
         self.driver = driver
 
@@ -94,10 +94,10 @@ def test_two_workers_fill_the_cache_a_local_run_fills_and_reuses(
 def test_a_dead_worker_fails_the_run_and_a_rerun_encodes_only_missing_shards(
     ray_client: RayHead, scifact_slice, minilm, tmp_path: Path, monkeypatch, caplog
 ):
-    from retrievers.ray_encoding import KILL_HOOK, WorkerLost
+    from retrievers.ray_encoding import KILL_HOOK, RayWorkerError
 
     monkeypatch.setenv(KILL_HOOK, "2")
-    with pytest.raises(WorkerLost, match="rerun the same command to encode only the missing ones"):
+    with pytest.raises(RayWorkerError, match="rerun the same command to encode only the missing ones"):
         OnRay(ray_client, minilm).index(scifact_slice, tmp_path)
     [partial] = (tmp_path / "embeddings").glob("*.partial")
     finished = sorted(int(p.stem) for p in partial.glob("[0-9]*.json"))
@@ -111,6 +111,12 @@ def test_a_dead_worker_fails_the_run_and_a_rerun_encodes_only_missing_shards(
     assert line == f"encoded {DOCS // SHARD - len(finished)} shards, {len(finished)} kept from an earlier run"
     assert not partial.exists() and len(again.embeddings.docids) == DOCS
     assert again.embeddings.docids == [d.docid for d in scifact_slice]
+
+
+@pytest.mark.slow
+def test_workers_no_node_can_host_are_refused(ray_client: RayHead, scifact_slice, minilm, tmp_path: Path):
+    with pytest.raises(ConfigError, match=re.escape("retriever.ray.num_gpus=1: no node of the Ray cluster")):
+        OnRay(ray_client, minilm, num_gpus=1).index(scifact_slice, tmp_path)  # the head has no GPU
 
 
 def test_bad_settings_name_the_key(monkeypatch):
