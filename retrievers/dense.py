@@ -42,6 +42,7 @@ def build_encoder(
     threads: int,
     cache_dir: Path,
 ) -> Encoder:
+    """The document and query encoder; a module-level function so that Ray workers can unpickle a recipe."""
     spec = encoder_spec(model, **spec_overrides)
     if backend == "onnx":
         from retrievers.onnx_encoder import OnnxEncoder
