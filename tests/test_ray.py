@@ -11,6 +11,7 @@ import re
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,8 +20,10 @@ from omegaconf import OmegaConf
 
 from harness.datasets import BeirCorpus
 from harness.errors import ConfigError
+from harness.experiment import config_hash
 from harness.models import encoder_spec
 from harness.readers import BeirSource
+from harness.stages import resolved
 from retrievers.dense import Dense
 from retrievers.encoder import TorchEncoder
 from tests.conftest import PROJECT, SHARED_DATA, write_beir
@@ -133,6 +136,17 @@ def test_bad_settings_name_the_key(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     with pytest.raises(ConfigError, match=re.escape("pip install -e '.[ray]'")):
         Dense(model=MINILM, distributed="ray")
+
+
+def test_where_a_corpus_is_encoded_is_not_part_of_a_run_identity(make_cfg):
+    data = SimpleNamespace(fingerprint="scifact")  # all config_hash reads of a dataset
+    here = make_cfg("retriever=dense")
+    there = make_cfg(
+        "retriever=dense", "retriever.distributed=ray", "retriever.ray.workers=8", "retriever.ray.num_gpus=1"
+    )
+    assert config_hash(here, data) == config_hash(there, data)
+    assert resolved(here.retriever) == resolved(there.retriever)  # the first-stage cache key's part
+    assert config_hash(make_cfg("retriever=dense", "retriever.hits=10"), data) != config_hash(here, data)
 
 
 def test_ray_cluster_preset_gives_no_object_store_memory_to_a_cluster(monkeypatch):
