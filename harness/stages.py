@@ -34,6 +34,8 @@ RUNTIME_KEYS = {
     "java",
     "shard_size",
     "memory_limit",
+    "distributed",  # where dense corpus shards are encoded (retrievers/ray_encoding.py): same vectors
+    "ray",
 }
 
 

@@ -9,6 +9,8 @@ memory on large corpora; the trained ones are cached next to the embeddings they
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import faiss
@@ -16,8 +18,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from harness import cache
-from harness.embeddings import STORAGE_DTYPES, Embeddings, corpus_embeddings
+from harness.embeddings import STORAGE_DTYPES, Embeddings, ShardEncoding, corpus_embeddings
 from harness.errors import ConfigError
+from harness.extras import missing_extra
 from harness.models import encoder_spec
 from harness.types import Corpus, Query, Run
 from retrievers.encoder import Encoder, TorchEncoder
@@ -25,8 +28,40 @@ from retrievers.encoder import Encoder, TorchEncoder
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
+DISTRIBUTED = ("none", "ray")
 INDEXES = ("flat", "flat_fp16", "hnsw", "ivf", "ivfpq")
 _ADD_BATCH = 65536  # vectors converted to float32 at a time while adding: no full float32 copy
+
+
+def build_encoder(
+    model: str,
+    spec_overrides: dict,
+    backend: str,
+    onnx_file: str | None,
+    dtype: str,
+    threads: int,
+    cache_dir: Path,
+) -> Encoder:
+    """The document and query encoder; a module-level function so that Ray workers can unpickle a recipe."""
+    spec = encoder_spec(model, **spec_overrides)
+    if backend == "onnx":
+        from retrievers.onnx_encoder import OnnxEncoder
+
+        return OnnxEncoder(spec, cache_dir, onnx_file=onnx_file, threads=threads)
+    return TorchEncoder(spec, dtype=dtype, threads=threads)
+
+
+def _distribution(distributed: str, ray: dict | None) -> dict | None:
+    """``retriever.ray`` checked, when corpus encoding is distributed (``distributed=ray``); else None."""
+    if distributed not in DISTRIBUTED:
+        raise ConfigError(f"retriever.distributed must be one of {', '.join(DISTRIBUTED)}, got {distributed!r}")
+    if distributed == "none":
+        return None
+    try:
+        from retrievers.ray_encoding import ray_settings
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"retriever.distributed=ray: {missing_extra(e) or e}") from e
+    return ray_settings(ray)
 
 
 class Dense:
@@ -57,6 +92,8 @@ class Dense:
         remove_query: bool = False,
         threads: int = 2,
         device: str = "cpu",
+        distributed: str = "none",
+        ray: dict | None = None,
     ):
         for key, value, allowed in (
             ("backend", backend, BACKENDS),
@@ -84,27 +121,45 @@ class Dense:
         self.ivf = {"nlist": 1024, "nprobe": 32, "train_size": 100_000, **dict(ivf or {})}
         self.pq = {"m": 48, "bits": 8, **dict(pq or {})}
         self.remove_query, self.threads = remove_query, threads
+        self.ray = _distribution(distributed, ray)
         self.encoder: Encoder | None = None
         self.embeddings: Embeddings | None = None
         self._faiss: faiss.Index | None = None
 
     def make_encoder(self, cache_dir: Path) -> Encoder:
-        spec = encoder_spec(self.model, **self.spec_overrides)
-        if self.backend == "onnx":
-            from retrievers.onnx_encoder import OnnxEncoder
+        return self.encoder_recipe(cache_dir, self.threads)()
 
-            return OnnxEncoder(spec, cache_dir, onnx_file=self.onnx_file, threads=self.threads)
-        return TorchEncoder(spec, dtype=self.dtype, threads=self.threads)
+    def encoder_recipe(self, cache_dir: Path, threads: int) -> Callable[[], Encoder]:
+        """A picklable maker of this retriever's encoder: Ray workers build the one the driver builds."""
+        return partial(
+            build_encoder, self.model, self.spec_overrides, self.backend, self.onnx_file, self.dtype, threads, cache_dir
+        )
 
     def index(self, corpus: Corpus, cache_dir: Path) -> None:
         """Embed the corpus (or load the cached embeddings) and build the faiss index."""
         faiss.omp_set_num_threads(self.threads)
         self.encoder = self.make_encoder(cache_dir)
         self.embeddings = corpus_embeddings(
-            self.encoder, corpus, cache_dir, self.batch_size, self.storage_dtype, self.shard_size
+            self.encoder,
+            corpus,
+            cache_dir,
+            self.batch_size,
+            self.storage_dtype,
+            self.shard_size,
+            self._shard_encoding(cache_dir),
         )
         exact = self.index_kind in ("flat", "flat_fp16")
         self._faiss = self._searching(self._filled(self._empty_index()) if exact else self._cached_index(cache_dir))
+
+    def _shard_encoding(self, cache_dir: Path) -> ShardEncoding | None:
+        """None (encode here) unless ``distributed=ray``: then a pool of Ray actors, ``ray.num_cpus`` threads each."""
+        if self.ray is None:
+            return None
+        from retrievers.ray_encoding import ray_shards
+
+        assert self.encoder is not None
+        threads = max(1, int(self.ray["num_cpus"]))
+        return ray_shards(self.encoder_recipe(cache_dir, threads), self.encoder, self.ray, self.batch_size)
 
     def _searching(self, index: faiss.Index) -> faiss.Index:
         """Apply the search-time settings, which are not part of a cached index."""

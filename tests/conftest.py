@@ -15,9 +15,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from tests.llm_server import LlamaServer
+from tests.ray_head import RayHead, start_head
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RANKBENCH_DATA_ROOT") or PROJECT.parent / "shared" / "data")
+# Every Ray the tests start or join keeps to 127.0.0.1 (tests/ray_head.py says why this variable). Set
+# before anything imports ray, which reads it once, and inherited by the subprocesses tests run.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def run_python(
@@ -112,3 +116,21 @@ def start_llm_server() -> Iterator[Callable[..., LlamaServer]]:
     yield _start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[RayHead]:
+    """One real Ray head on 127.0.0.1 for the session, started apart from pytest and stopped by its pid."""
+    head = start_head(extra_env={"RANKBENCH_DATA_ROOT": str(SHARED_DATA)})  # sweep jobs run in its workers
+    try:
+        yield head
+    finally:
+        head.stop()
+
+
+@pytest.fixture
+def ray_client(ray_head: RayHead, monkeypatch: pytest.MonkeyPatch) -> RayHead:
+    """This process (and the subprocesses it runs) as a client of ``ray_head``: RAY_ADDRESS and its token."""
+    for name, value in {**ray_head.env, "RAY_ADDRESS": ray_head.address}.items():
+        monkeypatch.setenv(name, value)
+    return ray_head

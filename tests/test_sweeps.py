@@ -14,6 +14,7 @@ import yaml
 
 from harness.leaderboard import read_rows
 from tests.conftest import PROJECT, SHARED_DATA, cache_use, run_python
+from tests.ray_head import RayHead
 
 GRID = ["retriever=bm25,bm25_multifield", "retriever.k1=0.9,1.2"]  # 4 jobs
 
@@ -117,6 +118,13 @@ def test_submitit_local_launcher(tmp_path: Path):
 def test_ray_launcher_in_local_mode(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # no cluster: ray.init starts a local instance
     runs = tmp_path / "runs"
+    sweep(runs, "hydra/launcher=ray_cluster", "retriever=bm25,bm25_multifield", "max_queries=7")
+    assert_intact(runs, 2)
+
+
+@pytest.mark.slow
+def test_ray_launcher_on_a_running_cluster(tmp_path: Path, ray_client: RayHead):
+    runs = tmp_path / "runs"  # jobs run in the head's workers; ray_client sets RAY_ADDRESS for the sweep
     sweep(runs, "hydra/launcher=ray_cluster", "retriever=bm25,bm25_multifield", "max_queries=7")
     assert_intact(runs, 2)
 
