@@ -3,12 +3,15 @@
 Exact inner product (``index: flat``) is the default, the setting published numbers use.
 ``flat_fp16`` is exact search over float16 codes (a scalar quantizer): half flat's memory, and
 no float32 copy of a float16 store. HNSW, IVF and IVF-PQ trade recall for sub-linear search or
-memory on large corpora; the trained ones are cached next to the embeddings they were built from.
+memory on large corpora; the trained ones are cached next to the embeddings they were built from
+and memory-mapped on load. Before an index is built its memory is estimated and the run refused,
+naming the setting to change, when it would not fit (``retriever.memory_limit``).
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 from pathlib import Path
 
 import faiss
@@ -18,6 +21,7 @@ from omegaconf import DictConfig
 from harness import cache
 from harness.embeddings import STORAGE_DTYPES, Embeddings, corpus_embeddings
 from harness.errors import ConfigError
+from harness.memory import check_memory
 from harness.models import encoder_spec
 from harness.types import Corpus, Query, Run
 from retrievers.encoder import Encoder, TorchEncoder
@@ -26,7 +30,16 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
 INDEXES = ("flat", "flat_fp16", "hnsw", "ivf", "ivfpq")
+PQ_DEFAULTS = {"m": 48, "bits": 8, "refine": 4}  # refine 4: recall@100 >= 0.95 at 1M (benchmarks/dense_scale.md)
 _ADD_BATCH = 65536  # vectors converted to float32 at a time while adding: no full float32 copy
+# Cached indexes are memory-mapped on load: IVF lists (IO_FLAG_MMAP), HNSW's flat storage (IO_FLAG_MMAP_IFC);
+# faiss reads the two through different readers, so one flag per index type.
+_MMAP_FLAGS = {"hnsw": faiss.IO_FLAG_MMAP_IFC, "ivf": faiss.IO_FLAG_MMAP, "ivfpq": faiss.IO_FLAG_MMAP}
+_QUERY_BATCH = 4096  # queries searched at a time, so that the memory estimate bounds a search of any size
+_REMEDIES = (
+    "Use a smaller retriever.index (flat_fp16 holds half of flat; ivfpq about pq.m + 8 bytes a vector), "
+    "or raise retriever.memory_limit if you know better."
+)
 
 
 class Dense:
@@ -57,6 +70,7 @@ class Dense:
         remove_query: bool = False,
         threads: int = 2,
         device: str = "cpu",
+        memory_limit: str | int = "auto",
     ):
         for key, value, allowed in (
             ("backend", backend, BACKENDS),
@@ -82,11 +96,14 @@ class Dense:
         self.index_kind = index
         self.hnsw = {"m": 32, "ef_construction": 200, "ef_search": 256, **dict(hnsw or {})}
         self.ivf = {"nlist": 1024, "nprobe": 32, "train_size": 100_000, **dict(ivf or {})}
-        self.pq = {"m": 48, "bits": 8, **dict(pq or {})}
-        self.remove_query, self.threads = remove_query, threads
+        self.pq = {**PQ_DEFAULTS, **dict(pq or {})}
+        if self.pq["refine"] < 0:
+            raise ConfigError(f"retriever.pq.refine must be >= 0 (0: no exact re-ranking), got {self.pq['refine']}")
+        self.remove_query, self.threads, self.memory_limit = remove_query, threads, memory_limit
         self.encoder: Encoder | None = None
         self.embeddings: Embeddings | None = None
         self._faiss: faiss.Index | None = None
+        self.index_file: Path | None = None  # the cached index file, for indexes that are cached
 
     def make_encoder(self, cache_dir: Path) -> Encoder:
         spec = encoder_spec(self.model, **self.spec_overrides)
@@ -103,8 +120,42 @@ class Dense:
         self.embeddings = corpus_embeddings(
             self.encoder, corpus, cache_dir, self.batch_size, self.storage_dtype, self.shard_size
         )
+        self.build_index(cache_dir)
+
+    def build_index(self, cache_dir: Path) -> None:
+        """The faiss index over ``self.embeddings``: checked against the memory limit, then built or loaded."""
+        assert self.embeddings is not None
+        n, d = self.embeddings.vectors.shape
+        needed = self.memory_needed(n, d)
+        check_memory(
+            needed,
+            self.memory_limit,
+            f"retriever.index={self.index_kind} over {n:,} vectors of dimension {d}",
+            "retriever.memory_limit",
+            _REMEDIES,
+        )
         exact = self.index_kind in ("flat", "flat_fp16")
         self._faiss = self._searching(self._filled(self._empty_index()) if exact else self._cached_index(cache_dir))
+
+    def memory_needed(self, n: int, d: int) -> int:
+        """Bytes the index over ``n`` vectors of dimension ``d`` holds in memory while it is built and searched.
+
+        The index itself, the training sample, one batch of vectors being added, and one batch of queries
+        with its results; the memory-mapped embeddings are released batch by batch and do not count.
+        """
+        train = min(n, self.ivf["train_size"]) * d * 4 if self.index_kind in ("ivf", "ivfpq") else 0
+        cells = min(n, self.ivf["nlist"]) * d * 4
+        per_vector = {
+            "flat": d * 4,
+            "flat_fp16": d * 2,
+            "hnsw": d * 4 + self.hnsw["m"] * 2 * 4 * 1.1,  # the vectors and ~2m neighbour links per node
+            "ivf": d * 4 + 8,  # the vectors and their ids, in inverted lists
+            "ivfpq": self.pq["m"] * self.pq["bits"] / 8 + 8,
+        }[self.index_kind]
+        depth = (self.hits + 1) * max(1, self.pq["refine"] if self.index_kind == "ivfpq" else 1)
+        queries = _QUERY_BATCH * (d * 4 + depth * (4 + 8))
+        adding = min(n, _ADD_BATCH) * d * (4 + 2)
+        return int(n * per_vector + train + cells + queries + adding)
 
     def _searching(self, index: faiss.Index) -> faiss.Index:
         """Apply the search-time settings, which are not part of a cached index."""
@@ -122,7 +173,11 @@ class Dense:
         group = {"hnsw": "hnsw", "ivf": "ivf", "ivfpq": "ivf"}.get(kind)
         parts = [kind] + [f"{k}={cfg[group][k]}" for k in params.get(group, ()) if group and k in cfg[group]]
         if kind == "ivfpq":
-            parts += [f"pq.m={cfg.pq.m}", f"pq.bits={cfg.pq.bits}"]
+            parts += [
+                f"pq.m={cfg.pq.m}",
+                f"pq.bits={cfg.pq.bits}",
+                f"pq.refine={cfg.pq.get('refine', PQ_DEFAULTS['refine'])}",
+            ]
         return {"retriever_index": " ".join(parts)}
 
     def index_settings(self) -> dict[str, object]:
@@ -169,6 +224,7 @@ class Dense:
             index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
         for start in range(0, len(vectors), _ADD_BATCH):
             index.add(np.ascontiguousarray(vectors[start : start + _ADD_BATCH], dtype=np.float32))
+            release_pages(vectors, start, start + _ADD_BATCH)
         return index
 
     def _cached_index(self, cache_dir: Path) -> faiss.Index:
@@ -187,7 +243,8 @@ class Dense:
                     faiss.write_index(self._filled(self._empty_index()), str(tmp / f"{self.index_kind}.faiss"))
                 entry = cache.lookup(root, key)
                 assert entry is not None
-        return faiss.read_index(str(entry / f"{self.index_kind}.faiss"))
+        self.index_file = entry / f"{self.index_kind}.faiss"
+        return faiss.read_index(str(self.index_file), _MMAP_FLAGS[self.index_kind])
 
     def retrieve(self, queries: list[Query]) -> Run:
         """Top ``hits`` by inner product; an empty query retrieves nothing."""
@@ -199,8 +256,7 @@ class Dense:
             return run
         prefix = self.encoder.spec.query_prefix
         vectors = self.encoder.encode([prefix + q.text for q in asked], self.batch_size, "encode queries")
-        depth = min(self.hits + int(self.remove_query), self._faiss.ntotal)
-        scores, rows = self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), depth)
+        scores, rows = self.search(vectors, self.hits + int(self.remove_query))
         docids = self.embeddings.docids
         for q, q_scores, q_rows in zip(asked, scores, rows, strict=True):
             hits = [(docids[r], float(s)) for r, s in zip(q_rows, q_scores, strict=True) if r >= 0]
@@ -208,3 +264,51 @@ class Dense:
                 hits = [h for h in hits if h[0] != q.qid]
             run[q.qid] = hits[: self.hits]
         return run
+
+    def search(self, queries: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) of the top ``depth`` stored vectors per query vector, ``_QUERY_BATCH`` queries at a time."""
+        assert self._faiss is not None and self.embeddings is not None
+        depth = min(depth, self._faiss.ntotal)
+        refine = self.pq["refine"] if self.index_kind == "ivfpq" else 0
+        fetch = min(depth * max(refine, 1), self._faiss.ntotal)
+        found = []
+        for start in range(0, len(queries), _QUERY_BATCH):
+            batch = np.ascontiguousarray(queries[start : start + _QUERY_BATCH], dtype=np.float32)
+            scores, rows = self._faiss.search(batch, fetch)
+            found.append(rescored(self.embeddings.vectors, batch, rows, depth) if refine else (scores, rows))
+        if refine:
+            release_pages(self.embeddings.vectors, 0, len(self.embeddings.vectors))
+        return np.concatenate([s for s, _ in found]), np.concatenate([r for _, r in found])
+
+
+def rescored(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``depth`` of each query's candidate ``rows`` by exact inner product with the stored vectors.
+
+    PQ codes lose the detail that orders close neighbours; reading the candidates back from the
+    memory-mapped store restores it without a second copy of the vectors in memory.
+    """
+    scores = np.full((len(queries), depth), -np.inf, dtype=np.float32)
+    best = np.full((len(queries), depth), -1, dtype=np.int64)
+    for i, (query, candidates) in enumerate(zip(queries, rows, strict=True)):
+        candidates = candidates[candidates >= 0]
+        exact = np.asarray(vectors[np.sort(candidates)], dtype=np.float32) @ query
+        order = np.argsort(-exact, kind="stable")[:depth]
+        scores[i, : len(order)], best[i, : len(order)] = exact[order], np.sort(candidates)[order]
+    return scores, best
+
+
+def release_pages(vectors: np.ndarray, start: int, stop: int) -> None:
+    """Drop rows ``start:stop`` of a memory-mapped store from this process's resident set.
+
+    Pages of a file mapping that were read stay resident and count in RSS beside the index built
+    from them (8.8M float16 vectors: 6.8 GB twice); the kernel keeps them in its page cache.
+    """
+    handle = getattr(vectors, "_mmap", None)
+    if handle is None or not isinstance(vectors, np.memmap):
+        return
+    row_bytes, origin = vectors.strides[0], vectors.offset % mmap.ALLOCATIONGRANULARITY  # where row 0 is in the map
+    first = origin + start * row_bytes
+    aligned = first - first % mmap.PAGESIZE
+    end = min(origin + min(stop, len(vectors)) * row_bytes, len(handle))
+    if end > aligned:
+        handle.madvise(mmap.MADV_DONTNEED, aligned, end - aligned)
