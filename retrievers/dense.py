@@ -30,11 +30,13 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
 INDEXES = ("flat", "flat_fp16", "hnsw", "ivf", "ivfpq")
-PQ_DEFAULTS = {"m": 48, "bits": 8, "refine": 4}  # refine 4: recall@100 >= 0.95 at 1M (benchmarks/dense_scale.md)
+# m=96 (4 dimensions a byte) with refine 4: recall@100 >= 0.95 at 1M vectors (benchmarks/results/dense_scale.md)
+PQ_DEFAULTS = {"m": 96, "bits": 8, "refine": 4}
 _ADD_BATCH = 65536  # vectors converted to float32 at a time while adding: no full float32 copy
 # Cached indexes are memory-mapped on load: IVF lists (IO_FLAG_MMAP), HNSW's flat storage (IO_FLAG_MMAP_IFC);
 # faiss reads the two through different readers, so one flag per index type.
 _MMAP_FLAGS = {"hnsw": faiss.IO_FLAG_MMAP_IFC, "ivf": faiss.IO_FLAG_MMAP, "ivfpq": faiss.IO_FLAG_MMAP}
+_RESCORE_QUERIES = 16  # queries whose refine candidates are read and scored together
 _QUERY_BATCH = 4096  # queries searched at a time, so that the memory estimate bounds a search of any size
 _REMEDIES = (
     "Use a smaller retriever.index (flat_fp16 holds half of flat; ivfpq about pq.m + 8 bytes a vector), "
@@ -285,15 +287,23 @@ def rescored(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray, depth: 
     """The top ``depth`` of each query's candidate ``rows`` by exact inner product with the stored vectors.
 
     PQ codes lose the detail that orders close neighbours; reading the candidates back from the
-    memory-mapped store restores it without a second copy of the vectors in memory.
+    memory-mapped store restores it without a second copy of the vectors in memory. A few queries
+    at a time: their candidates are read once each, in file order, and scored by one matrix product.
     """
     scores = np.full((len(queries), depth), -np.inf, dtype=np.float32)
     best = np.full((len(queries), depth), -1, dtype=np.int64)
-    for i, (query, candidates) in enumerate(zip(queries, rows, strict=True)):
-        candidates = candidates[candidates >= 0]
-        exact = np.asarray(vectors[np.sort(candidates)], dtype=np.float32) @ query
-        order = np.argsort(-exact, kind="stable")[:depth]
-        scores[i, : len(order)], best[i, : len(order)] = exact[order], np.sort(candidates)[order]
+    for start in range(0, len(queries), _RESCORE_QUERIES):
+        block, found = rows[start : start + _RESCORE_QUERIES], rows[start : start + _RESCORE_QUERIES] >= 0
+        unique, where = np.unique(block[found], return_inverse=True)
+        products = queries[start : start + _RESCORE_QUERIES] @ np.asarray(vectors[unique], dtype=np.float32).T
+        exact = np.full(block.shape, -np.inf, dtype=np.float32)
+        exact[found] = products[np.nonzero(found)[0], where]
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :depth]
+        kept = np.take_along_axis(exact, order, 1)
+        scores[start : start + len(block), : order.shape[1]] = kept
+        best[start : start + len(block), : order.shape[1]] = np.where(
+            kept > -np.inf, np.take_along_axis(block, order, 1), -1
+        )
     return scores, best
 
 
