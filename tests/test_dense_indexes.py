@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -146,9 +147,12 @@ def test_index_from_a_released_memory_map_equals_the_in_memory_one(vectors, tmp_
     np.save(tmp_path / "store.npy", vectors)
     mapped = np.load(tmp_path / "store.npy", mmap_mode="r")
     _, from_map = _index("flat_fp16", mapped, tmp_path)  # pages dropped after each added batch
-    _, from_array = _index("flat_fp16", vectors, tmp_path)
+    added = faiss.IndexScalarQuantizer(D, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    added.add(vectors.astype(np.float32))  # faiss's own add, against the codes written in place
     queries = vectors[::50].astype(np.float32)
-    np.testing.assert_array_equal(from_map.search(queries, 20)[1], from_array.search(queries, 20)[1])
+    assert from_map.ntotal == added.ntotal == N
+    np.testing.assert_array_equal(faiss.vector_to_array(from_map.codes), faiss.vector_to_array(added.codes))
+    np.testing.assert_array_equal(from_map.search(queries, 20)[1], added.search(queries, 20)[1])
 
 
 def test_memory_estimate_refuses_naming_the_settings(vectors, tmp_path: Path):
