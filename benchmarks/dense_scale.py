@@ -178,6 +178,8 @@ def token_stats(encoder: Any, texts: list[str]) -> dict[str, float]:
 
 def ensure_store(source: Path, n: int, seed: int, clusters: int, root: Path) -> Path:
     """``<root>/store-<N>-<hash>/embeddings.npy``: SciFact's rows then ``n`` seeded synthetic rows (float16)."""
+    from retrievers.dense import release_pages
+
     manifest = {"source": source.name, "synthetic": n, "seed": seed, "clusters": clusters}
     manifest["generator"] = GENERATOR_VERSION
     folder = root / f"store-{_short(n)}-{cache.key_hash(manifest)[:10]}"
@@ -192,6 +194,7 @@ def ensure_store(source: Path, n: int, seed: int, clusters: int, root: Path) -> 
     log.info("writing %s synthetic vectors to %s", f"{n:,}", folder.name)
     for start, chunk in synthetic_chunks(real.astype(np.float32), n, seed, clusters):
         store[len(real) + start : len(real) + start + len(chunk)] = chunk
+        release_pages(store, len(real) + start, len(real) + start + len(chunk))  # written pages stay in page cache
     store.flush()
     del store
     (tmp / "manifest.json").write_text(json.dumps(manifest))  # last: a folder with its manifest is complete
@@ -571,6 +574,16 @@ def encoding_section(encoder_report: Path, source_info: dict[str, Any]) -> tuple
     return lines, rows
 
 
+def mixture(clusters: int) -> str:
+    """How the synthetic vectors were drawn, in words."""
+    if clusters == 1:
+        return "one Gaussian with the SciFact embeddings' mean and full covariance"
+    return (
+        f"a mixture of {clusters} Gaussians fitted to the SciFact embeddings: k-means centres weighted by "
+        "cluster size, sharing the covariance of the embeddings around their centres"
+    )
+
+
 def render(meta: dict[str, Any], results: list[dict[str, Any]], encoding: list[str]) -> str:
     """The Markdown report: one row per (N, index), the targets, what was not measured, encoding, how to rerun."""
     machine = meta["environment"]["machine"]
@@ -587,7 +600,7 @@ def render(meta: dict[str, Any], results: list[dict[str, Any]], encoding: list[s
         f"{meta['memory_gb']:.1f} GB RAM, shared with other work (1-minute load at the start/end: "
         f"{meta['load_average_1min'][0]} / {meta['load_average_1min'][1]}): compare q/s within one N.",
         "",
-        f"N synthetic vectors (Gaussian with SciFact's mean and covariance, L2-normalised, seed {meta['seed']}) "
+        f"N synthetic vectors ({mixture(meta['clusters'])}, L2-normalised, seed {meta['seed']}) "
         f"follow SciFact's {source['docs']:,} in one float16 store. Each row is one child process: build time is "
         '`Dense.build_index` (training and adding; "cached": a trained index loaded from the cache, memory-mapped), '
         "peak RSS is the child's own high-water mark (query vectors, exact top and store reads included), the "
@@ -637,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         "hits": args.hits,
         "queries": len(load_queries(source, args.queries)[1]),
         "seed": args.seed,
+        "clusters": args.clusters,
         "overrides": args.overrides,
         "faiss": faiss.__version__,
         "source_info": source_info,
