@@ -162,3 +162,15 @@ def test_memory_estimate_refuses_naming_the_settings(vectors, tmp_path: Path):
         dense.build_index(tmp_path)
     flat, fp16, pq = (Dense(index=kind).memory_needed(8_841_823, 384) for kind in ("flat", "flat_fp16", "ivfpq"))
     assert flat > 8_841_823 * 384 * 4 and fp16 > 8_841_823 * 384 * 2 and pq < fp16 / 4
+
+
+def test_refine_reads_a_memory_mapped_store_as_the_array(vectors, tmp_path: Path):
+    np.save(tmp_path / "store.npy", vectors)
+    params = {"ivf": {"nlist": 16, "nprobe": 4, "train_size": 4000}, "pq": {"m": 8, "refine": 3}}
+    queries = vectors[::97].astype(np.float32)
+    found = []
+    for store in (vectors, np.load(tmp_path / "store.npy", mmap_mode="r")):  # read with pread / indexed
+        dense, dense._faiss = _index("ivfpq", store, tmp_path / str(type(store).__name__), **params)
+        found.append(dense.search(queries, 30))
+    np.testing.assert_array_equal(found[0][1], found[1][1])
+    np.testing.assert_array_equal(found[0][0], found[1][0])
