@@ -629,7 +629,17 @@ def render(meta: dict[str, Any], results: list[dict[str, Any]], encoding: list[s
             lines += [f"- **N={r['n']:,} / {r['index']}** {r['status']}: {why}"]
         lines.append("")
     lines += ["## Encoding MS MARCO passage (extrapolated)", "", *encoding]
-    lines += ["## Reproduce", "", f"    {meta['command']}", ""]
+    sizes = ",".join(str(n) for n in dict.fromkeys(r["n"] for r in results))
+    overrides = "".join(f" --set {k}={v}" for k, v in meta["overrides"].items())
+    lines += [
+        "## Reproduce",
+        "",
+        f"    python benchmarks/dense_scale.py --sizes {sizes}{overrides}",
+        "",
+        f"Each (N, index) result is kept under `runs/cache/dense-scale/results/` and reused by later runs with the "
+        f"same settings; this report covers all of them (last invocation: `{meta['command']}`).",
+        "",
+    ]
     return "\n".join(lines)
 
 
