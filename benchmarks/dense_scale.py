@@ -629,12 +629,18 @@ def render(meta: dict[str, Any], results: list[dict[str, Any]], encoding: list[s
             lines += [f"- **N={r['n']:,} / {r['index']}** {r['status']}: {why}"]
         lines.append("")
     lines += ["## Encoding MS MARCO passage (extrapolated)", "", *encoding]
-    sizes = ",".join(str(n) for n in dict.fromkeys(r["n"] for r in results))
     overrides = "".join(f" --set {k}={v}" for k, v in meta["overrides"].items())
+    by_indexes: dict[str, list[str]] = {}  # the sizes measured with each set of indexes, one command per set
+    for n in dict.fromkeys(r["n"] for r in results):
+        kinds = ",".join(r["index"] for r in results if r["n"] == n and r["status"] != "skipped")
+        by_indexes.setdefault(kinds, []).append(str(n))
     lines += [
         "## Reproduce",
         "",
-        f"    python benchmarks/dense_scale.py --sizes {sizes}{overrides}",
+        *(
+            f"    python benchmarks/dense_scale.py --sizes {','.join(ns)} --indexes {k}{overrides}"
+            for k, ns in by_indexes.items()
+        ),
         "",
         f"Each (N, index) result is kept under `runs/cache/dense-scale/results/` and reused by later runs with the "
         f"same settings; this report covers all of them (last invocation: `{meta['command']}`).",
