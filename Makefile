@@ -13,7 +13,7 @@ PYSERINI := pyserini==1.6.0
 RANKBENCH_DATA_ROOT ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RANKBENCH_DATA_ROOT
 
-.PHONY: run test test-fast install-all java-classes system-packages lint check-extras bench bench-scale bench-ce tune \
+.PHONY: run test test-fast install-all java-classes system-packages lint check-extras bench bench-scale bench-dense-scale bench-ce tune \
 	train-ce eval-ce \
 	train-gen eval-gen bench-gen eval-listwise bench-listwise reproduce clean
 
@@ -79,6 +79,11 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 	$(BIN)/python benchmarks/rerank_fetch.py
+
+# faiss index types over SciFact's MiniLM embeddings plus 0 and 1M synthetic vectors (resumable; docs/dense.md);
+# `make bench-dense-scale DENSE_SCALE_ARGS="--sizes 0,1000000,8800000"` adds MS MARCO's size.
+bench-dense-scale: $(STAMP)
+	$(BIN)/python benchmarks/dense_scale.py $(DENSE_SCALE_ARGS)
 
 # Optuna on SciFact train, then the best k1/b evaluated once on SciFact test.
 TUNED := runs/tune/bm25-scifact-train/optimization_results.yaml

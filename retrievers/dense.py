@@ -3,12 +3,16 @@
 Exact inner product (``index: flat``) is the default, the setting published numbers use.
 ``flat_fp16`` is exact search over float16 codes (a scalar quantizer): half flat's memory, and
 no float32 copy of a float16 store. HNSW, IVF and IVF-PQ trade recall for sub-linear search or
-memory on large corpora; the trained ones are cached next to the embeddings they were built from.
+memory on large corpora; the trained ones are cached next to the embeddings they were built from
+and memory-mapped on load. Before an index is built its memory is estimated and the run refused,
+naming the setting to change, when it would not fit (``retriever.memory_limit``).
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -21,6 +25,7 @@ from harness import cache
 from harness.embeddings import STORAGE_DTYPES, Embeddings, ShardEncoding, corpus_embeddings
 from harness.errors import ConfigError
 from harness.extras import missing_extra
+from harness.memory import check_memory
 from harness.models import encoder_spec
 from harness.types import Corpus, Query, Run
 from retrievers.encoder import Encoder, TorchEncoder
@@ -30,7 +35,18 @@ log = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx")
 DISTRIBUTED = ("none", "ray")
 INDEXES = ("flat", "flat_fp16", "hnsw", "ivf", "ivfpq")
+# m=96 (4 dimensions a byte) with refine 4: recall@100 >= 0.95 at 1M vectors (benchmarks/results/dense_scale.md)
+PQ_DEFAULTS = {"m": 96, "bits": 8, "refine": 4}
 _ADD_BATCH = 65536  # vectors converted to float32 at a time while adding: no full float32 copy
+# Cached indexes are memory-mapped on load: IVF lists (IO_FLAG_MMAP), HNSW's flat storage (IO_FLAG_MMAP_IFC);
+# faiss reads the two through different readers, so one flag per index type.
+_MMAP_FLAGS = {"hnsw": faiss.IO_FLAG_MMAP_IFC, "ivf": faiss.IO_FLAG_MMAP, "ivfpq": faiss.IO_FLAG_MMAP}
+_RESCORE_QUERIES = 16  # queries whose refine candidates are read and scored together
+_QUERY_BATCH = 4096  # queries searched at a time, so that the memory estimate bounds a search of any size
+_REMEDIES = (
+    "Use a smaller retriever.index (flat_fp16 holds half of flat; ivfpq about pq.m + 8 bytes a vector), "
+    "or raise retriever.memory_limit if you know better."
+)
 
 
 def build_encoder(
@@ -94,6 +110,7 @@ class Dense:
         device: str = "cpu",
         distributed: str = "none",
         ray: dict | None = None,
+        memory_limit: str | int = "auto",
     ):
         for key, value, allowed in (
             ("backend", backend, BACKENDS),
@@ -119,12 +136,15 @@ class Dense:
         self.index_kind = index
         self.hnsw = {"m": 32, "ef_construction": 200, "ef_search": 256, **dict(hnsw or {})}
         self.ivf = {"nlist": 1024, "nprobe": 32, "train_size": 100_000, **dict(ivf or {})}
-        self.pq = {"m": 48, "bits": 8, **dict(pq or {})}
-        self.remove_query, self.threads = remove_query, threads
         self.ray = _distribution(distributed, ray)
+        self.pq = {**PQ_DEFAULTS, **dict(pq or {})}
+        if self.pq["refine"] < 0:
+            raise ConfigError(f"retriever.pq.refine must be >= 0 (0: no exact re-ranking), got {self.pq['refine']}")
+        self.remove_query, self.threads, self.memory_limit = remove_query, threads, memory_limit
         self.encoder: Encoder | None = None
         self.embeddings: Embeddings | None = None
         self._faiss: faiss.Index | None = None
+        self.index_file: Path | None = None  # the cached index file, for indexes that are cached
 
     def make_encoder(self, cache_dir: Path) -> Encoder:
         return self.encoder_recipe(cache_dir, self.threads)()
@@ -148,6 +168,20 @@ class Dense:
             self.shard_size,
             self._shard_encoding(cache_dir),
         )
+        self.build_index(cache_dir)
+
+    def build_index(self, cache_dir: Path) -> None:
+        """The faiss index over ``self.embeddings``: checked against the memory limit, then built or loaded."""
+        assert self.embeddings is not None
+        n, d = self.embeddings.vectors.shape
+        needed = self.memory_needed(n, d)
+        check_memory(
+            needed,
+            self.memory_limit,
+            f"retriever.index={self.index_kind} over {n:,} vectors of dimension {d}",
+            "retriever.memory_limit",
+            _REMEDIES,
+        )
         exact = self.index_kind in ("flat", "flat_fp16")
         self._faiss = self._searching(self._filled(self._empty_index()) if exact else self._cached_index(cache_dir))
 
@@ -160,6 +194,26 @@ class Dense:
         assert self.encoder is not None
         threads = max(1, int(self.ray["num_cpus"]))
         return ray_shards(self.encoder_recipe(cache_dir, threads), self.encoder, self.ray, self.batch_size)
+
+    def memory_needed(self, n: int, d: int) -> int:
+        """Bytes the index over ``n`` vectors of dimension ``d`` holds in memory while it is built and searched.
+
+        The index itself, the training sample, one batch of vectors being added, and one batch of queries
+        with its results; the memory-mapped embeddings are released batch by batch and do not count.
+        """
+        train = min(n, self.ivf["train_size"]) * d * 4 if self.index_kind in ("ivf", "ivfpq") else 0
+        cells = min(n, self.ivf["nlist"]) * d * 4
+        per_vector = {
+            "flat": d * 4,
+            "flat_fp16": d * 2,
+            "hnsw": d * 4 + self.hnsw["m"] * 2 * 4 * 1.1,  # the vectors and ~2m neighbour links per node
+            "ivf": d * 4 + 8,  # the vectors and their ids, in inverted lists
+            "ivfpq": self.pq["m"] * self.pq["bits"] / 8 + 8,
+        }[self.index_kind]
+        depth = (self.hits + 1) * max(1, self.pq["refine"] if self.index_kind == "ivfpq" else 1)
+        queries = _QUERY_BATCH * (d * 4 + depth * (4 + 8))
+        adding = min(n, _ADD_BATCH) * d * (4 + 2)
+        return int(n * per_vector + train + cells + queries + adding)
 
     def _searching(self, index: faiss.Index) -> faiss.Index:
         """Apply the search-time settings, which are not part of a cached index."""
@@ -177,7 +231,11 @@ class Dense:
         group = {"hnsw": "hnsw", "ivf": "ivf", "ivfpq": "ivf"}.get(kind)
         parts = [kind] + [f"{k}={cfg[group][k]}" for k in params.get(group, ()) if group and k in cfg[group]]
         if kind == "ivfpq":
-            parts += [f"pq.m={cfg.pq.m}", f"pq.bits={cfg.pq.bits}"]
+            parts += [
+                f"pq.m={cfg.pq.m}",
+                f"pq.bits={cfg.pq.bits}",
+                f"pq.refine={cfg.pq.get('refine', PQ_DEFAULTS['refine'])}",
+            ]
         return {"retriever_index": " ".join(parts)}
 
     def index_settings(self) -> dict[str, object]:
@@ -221,9 +279,12 @@ class Dense:
         if not index.is_trained:
             size = min(len(vectors), self.ivf["train_size"])
             rows = np.sort(np.random.default_rng(0).choice(len(vectors), size, replace=False))
-            index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+            index.train(read_rows(vectors, rows).astype(np.float32))
+        if isinstance(index, faiss.IndexFlatCodes):
+            return _encoded_in_place(index, vectors)
         for start in range(0, len(vectors), _ADD_BATCH):
             index.add(np.ascontiguousarray(vectors[start : start + _ADD_BATCH], dtype=np.float32))
+            release_pages(vectors, start, start + _ADD_BATCH)
         return index
 
     def _cached_index(self, cache_dir: Path) -> faiss.Index:
@@ -242,7 +303,8 @@ class Dense:
                     faiss.write_index(self._filled(self._empty_index()), str(tmp / f"{self.index_kind}.faiss"))
                 entry = cache.lookup(root, key)
                 assert entry is not None
-        return faiss.read_index(str(entry / f"{self.index_kind}.faiss"))
+        self.index_file = entry / f"{self.index_kind}.faiss"
+        return faiss.read_index(str(self.index_file), _MMAP_FLAGS[self.index_kind])
 
     def retrieve(self, queries: list[Query]) -> Run:
         """Top ``hits`` by inner product; an empty query retrieves nothing."""
@@ -254,8 +316,7 @@ class Dense:
             return run
         prefix = self.encoder.spec.query_prefix
         vectors = self.encoder.encode([prefix + q.text for q in asked], self.batch_size, "encode queries")
-        depth = min(self.hits + int(self.remove_query), self._faiss.ntotal)
-        scores, rows = self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), depth)
+        scores, rows = self.search(vectors, self.hits + int(self.remove_query))
         docids = self.embeddings.docids
         for q, q_scores, q_rows in zip(asked, scores, rows, strict=True):
             hits = [(docids[r], float(s)) for r, s in zip(q_rows, q_scores, strict=True) if r >= 0]
@@ -263,3 +324,90 @@ class Dense:
                 hits = [h for h in hits if h[0] != q.qid]
             run[q.qid] = hits[: self.hits]
         return run
+
+    def search(self, queries: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) of the top ``depth`` stored vectors per query vector, ``_QUERY_BATCH`` queries at a time."""
+        assert self._faiss is not None and self.embeddings is not None
+        depth = min(depth, self._faiss.ntotal)
+        refine = self.pq["refine"] if self.index_kind == "ivfpq" else 0
+        fetch = min(depth * max(refine, 1), self._faiss.ntotal)
+        found = []
+        for start in range(0, len(queries), _QUERY_BATCH):
+            batch = np.ascontiguousarray(queries[start : start + _QUERY_BATCH], dtype=np.float32)
+            scores, rows = self._faiss.search(batch, fetch)
+            found.append(rescored(self.embeddings.vectors, batch, rows, depth) if refine else (scores, rows))
+        return np.concatenate([s for s, _ in found]), np.concatenate([r for _, r in found])
+
+
+def rescored(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``depth`` of each query's candidate ``rows`` by exact inner product with the stored vectors.
+
+    PQ codes lose the detail that orders close neighbours; reading the candidates back from the
+    memory-mapped store restores it without a second copy of the vectors in memory. A few queries
+    at a time: their candidates are read once each, in file order, and scored by one matrix product.
+    """
+    scores = np.full((len(queries), depth), -np.inf, dtype=np.float32)
+    best = np.full((len(queries), depth), -1, dtype=np.int64)
+    for start in range(0, len(queries), _RESCORE_QUERIES):
+        block, found = rows[start : start + _RESCORE_QUERIES], rows[start : start + _RESCORE_QUERIES] >= 0
+        unique, where = np.unique(block[found], return_inverse=True)
+        products = queries[start : start + _RESCORE_QUERIES] @ read_rows(vectors, unique).astype(np.float32).T
+        exact = np.full(block.shape, -np.inf, dtype=np.float32)
+        exact[found] = products[np.nonzero(found)[0], where]
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :depth]
+        kept = np.take_along_axis(exact, order, 1)
+        scores[start : start + len(block), : order.shape[1]] = kept
+        best[start : start + len(block), : order.shape[1]] = np.where(
+            kept > -np.inf, np.take_along_axis(block, order, 1), -1
+        )
+    return scores, best
+
+
+def _encoded_in_place(index: faiss.IndexFlatCodes, vectors: np.ndarray) -> faiss.IndexFlatCodes:
+    """``vectors`` encoded batch by batch straight into the index's code array, sized once.
+
+    ``index.add`` grows the array as a std::vector does, by reallocating and copying: on the last
+    growth the old and the new array are both resident, up to twice the index (27 GB for 8.8M
+    float32 vectors of 384 dimensions).
+    """
+    index.codes.resize(len(vectors) * index.code_size)
+    codes = faiss.rev_swig_ptr(index.codes.data(), len(vectors) * index.code_size).reshape(len(vectors), -1)
+    for start in range(0, len(vectors), _ADD_BATCH):
+        batch = np.ascontiguousarray(vectors[start : start + _ADD_BATCH], dtype=np.float32)
+        codes[start : start + len(batch)] = index.sa_encode(batch)
+        release_pages(vectors, start, start + _ADD_BATCH)
+    index.ntotal = len(vectors)
+    return index
+
+
+def read_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``vectors[rows]`` for scattered ``rows``; from a memory-mapped store, read with pread instead.
+
+    A page fault on a file mapping maps the pages around it too (fault-around, 64 KB), so reading a
+    few hundred thousand scattered rows through the mapping puts most of an 8.8M-row store in RSS.
+    """
+    if not isinstance(vectors, np.memmap) or vectors.filename is None:
+        return np.asarray(vectors[rows])
+    out = np.empty((len(rows), *vectors.shape[1:]), dtype=vectors.dtype)
+    row_bytes = vectors.strides[0]
+    with open(vectors.filename, "rb", buffering=0) as file:
+        for i, row in enumerate(rows.tolist()):
+            os.preadv(file.fileno(), [out[i]], vectors.offset + row * row_bytes)
+    return out
+
+
+def release_pages(vectors: np.ndarray, start: int, stop: int) -> None:
+    """Drop rows ``start:stop`` of a memory-mapped store from this process's resident set.
+
+    Pages of a file mapping that were read stay resident and count in RSS beside the index built
+    from them (8.8M float16 vectors: 6.8 GB twice); the kernel keeps them in its page cache.
+    """
+    handle = getattr(vectors, "_mmap", None)
+    if handle is None or not isinstance(vectors, np.memmap):
+        return
+    row_bytes, origin = vectors.strides[0], vectors.offset % mmap.ALLOCATIONGRANULARITY  # where row 0 is in the map
+    first = origin + start * row_bytes
+    aligned = first - first % mmap.PAGESIZE
+    end = min(origin + min(stop, len(vectors)) * row_bytes, len(handle))
+    if end > aligned:
+        handle.madvise(mmap.MADV_DONTNEED, aligned, end - aligned)

@@ -76,6 +76,14 @@ def test_second_index_does_no_encoding(corpus, tmp_path: Path, minilm):
     assert isinstance(again.embeddings.vectors, np.memmap) and again.embeddings.vectors.dtype == np.float16
 
 
+def test_index_that_would_not_fit_is_refused_after_the_embeddings_are_cached(corpus, tmp_path: Path, minilm):
+    with pytest.raises(ConfigError, match=r"retriever\.memory_limit=1MB\. Use a smaller retriever\.index"):
+        CountedDense(CountingEncoder(minilm), memory_limit="1MB").index(corpus, tmp_path)
+    again = CountedDense(CountingEncoder(minilm))
+    again.index(corpus, tmp_path)
+    assert again.counting.texts == []  # the refused run's embeddings were kept
+
+
 def test_interrupted_encoding_resumes_from_last_shard(corpus, tmp_path: Path, minilm):
     with pytest.raises(KeyboardInterrupt):
         CountedDense(CountingEncoder(minilm, fail_after=4), shard_size=2).index(corpus, tmp_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -93,9 +94,83 @@ def test_leaderboard_column_names_the_index_and_its_parameters():
     conf = str(Path(__file__).resolve().parents[1] / "conf")
     with initialize_config_dir(config_dir=conf, version_base="1.3"):
         exact = compose("config", overrides=["retriever=dense"])
-        pq = compose("config", overrides=["retriever=dense", "retriever.index=ivfpq", "retriever.ivf.nprobe=64"])
+        pq = compose(
+            "config",
+            overrides=["retriever=dense", "retriever.index=ivfpq", "retriever.ivf.nprobe=64", "retriever.pq.refine=2"],
+        )
         bm25 = compose("config", overrides=["retriever=bm25"])
     assert row_columns(exact.retriever) == {"retriever_index": "flat"}
     columns = row_columns(pq.retriever)["retriever_index"]
-    assert columns == "ivfpq nlist=1024 nprobe=64 train_size=100000 pq.m=48 pq.bits=8"
+    assert columns == "ivfpq nlist=1024 nprobe=64 train_size=100000 pq.m=96 pq.bits=8 pq.refine=2"
     assert row_columns(bm25.retriever) == {}
+
+
+def _search_recall(dense: Dense, exact, queries: np.ndarray, k: int = 100) -> float:
+    _, found = dense.search(queries, k)
+    _, truth = exact.search(queries, k)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth, strict=True)]))
+
+
+def test_exact_refine_recovers_recall_that_pq_codes_lose(vectors, tmp_path: Path):
+    _, exact = _index("flat", vectors, tmp_path)
+    queries = vectors[::40].astype(np.float32)
+    coarse = {"ivf": {"nlist": 16, "nprobe": 16, "train_size": 4000}}  # every cell: only the codes lose recall
+    recalls = {}
+    for refine in (0, 4):
+        dense, dense._faiss = _index("ivfpq", vectors, tmp_path, **coarse, pq={"m": 4, "refine": refine})
+        recalls[refine] = _search_recall(dense, exact, queries)
+    assert recalls[4] >= 0.99 > recalls[0], recalls
+
+
+def test_refined_scores_are_exact_inner_products(vectors, tmp_path: Path):
+    params = {"ivf": {"nlist": 16, "nprobe": 4, "train_size": 4000}, "pq": {"m": 8, "refine": 2}}
+    dense, dense._faiss = _index("ivfpq", vectors, tmp_path, **params)
+    queries = vectors[:5].astype(np.float32)
+    scores, rows = dense.search(queries, 10)
+    expected = np.einsum("qkd,qd->qk", vectors[rows].astype(np.float32), queries)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivfpq"])
+def test_memory_mapped_index_gives_the_in_memory_results(vectors, tmp_path: Path, kind: str):
+    params = {"ivf": {"nlist": 16, "nprobe": 4, "train_size": 4000}, "pq": {"m": 8}, "hnsw": {"m": 8}}
+    dense, mapped = _index(kind, vectors, tmp_path, **params)  # built, written, read back memory-mapped
+    in_memory = dense._searching(dense._filled(dense._empty_index()))
+    queries = vectors[::97].astype(np.float32)
+    found, expected = mapped.search(queries, 50), in_memory.search(queries, 50)
+    np.testing.assert_array_equal(found[1], expected[1])
+    np.testing.assert_array_equal(found[0], expected[0])
+
+
+def test_index_from_a_released_memory_map_equals_the_in_memory_one(vectors, tmp_path: Path):
+    np.save(tmp_path / "store.npy", vectors)
+    mapped = np.load(tmp_path / "store.npy", mmap_mode="r")
+    _, from_map = _index("flat_fp16", mapped, tmp_path)  # pages dropped after each added batch
+    added = faiss.IndexScalarQuantizer(D, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    added.add(vectors.astype(np.float32))  # faiss's own add, against the codes written in place
+    queries = vectors[::50].astype(np.float32)
+    assert from_map.ntotal == added.ntotal == N
+    np.testing.assert_array_equal(faiss.vector_to_array(from_map.codes), faiss.vector_to_array(added.codes))
+    np.testing.assert_array_equal(from_map.search(queries, 20)[1], added.search(queries, 20)[1])
+
+
+def test_memory_estimate_refuses_naming_the_settings(vectors, tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"retriever\.index=flat over 4,000 vectors.*retriever\.memory_limit=1MB"):
+        dense = Dense(index="flat", memory_limit="1MB")
+        dense.embeddings = _Vectors(vectors, tmp_path / "embeddings-entry")
+        dense.build_index(tmp_path)
+    flat, fp16, pq = (Dense(index=kind).memory_needed(8_841_823, 384) for kind in ("flat", "flat_fp16", "ivfpq"))
+    assert flat > 8_841_823 * 384 * 4 and fp16 > 8_841_823 * 384 * 2 and pq < fp16 / 4
+
+
+def test_refine_reads_a_memory_mapped_store_as_the_array(vectors, tmp_path: Path):
+    np.save(tmp_path / "store.npy", vectors)
+    params = {"ivf": {"nlist": 16, "nprobe": 4, "train_size": 4000}, "pq": {"m": 8, "refine": 3}}
+    queries = vectors[::97].astype(np.float32)
+    found = []
+    for store in (vectors, np.load(tmp_path / "store.npy", mmap_mode="r")):  # read with pread / indexed
+        dense, dense._faiss = _index("ivfpq", store, tmp_path / str(type(store).__name__), **params)
+        found.append(dense.search(queries, 30))
+    np.testing.assert_array_equal(found[0][1], found[1][1])
+    np.testing.assert_array_equal(found[0][0], found[1][0])
