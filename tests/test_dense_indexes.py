@@ -161,7 +161,9 @@ def test_memory_estimate_refuses_naming_the_settings(vectors, tmp_path: Path):
         dense.embeddings = _Vectors(vectors, tmp_path / "embeddings-entry")
         dense.build_index(tmp_path)
     flat, fp16, pq = (Dense(index=kind).memory_needed(8_841_823, 384) for kind in ("flat", "flat_fp16", "ivfpq"))
-    assert flat > 8_841_823 * 384 * 4 and fp16 > 8_841_823 * 384 * 2 and pq < fp16 / 4
+    assert (
+        flat > 8_841_823 * 384 * 4 and fp16 > 8_841_823 * 384 * 2 and pq < fp16 / 3
+    )  # lists at 1.35x: (96 + 8) bytes a vector
 
 
 def test_refine_reads_a_memory_mapped_store_as_the_array(vectors, tmp_path: Path):
