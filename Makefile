@@ -81,7 +81,7 @@ bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/rerank_fetch.py
 
 # faiss index types over SciFact's MiniLM embeddings plus 0 and 1M synthetic vectors (resumable; docs/dense.md);
-# `make bench-dense-scale DENSE_SCALE_ARGS="--sizes 0,1000000,8800000"` adds MS MARCO's size.
+# `make bench-dense-scale DENSE_SCALE_ARGS="--sizes 0,1000000,8836640"` adds MS MARCO's size (8,841,823 with SciFact's).
 bench-dense-scale: $(STAMP)
 	$(BIN)/python benchmarks/dense_scale.py $(DENSE_SCALE_ARGS)
 

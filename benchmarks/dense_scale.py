@@ -1,7 +1,7 @@
 """Dense vector search at scale: SciFact's embeddings plus N synthetic vectors, each faiss index in its own process.
 
     python benchmarks/dense_scale.py                                   # N = 0 and 1M (make bench-dense-scale)
-    python benchmarks/dense_scale.py --sizes 8800000 --indexes flat,ivfpq,flat_fp16
+    python benchmarks/dense_scale.py --sizes 8836640 --indexes flat,ivfpq,flat_fp16
     python benchmarks/dense_scale.py --sizes 1000000 --indexes ivfpq --set pq.refine=8 --set ivf.nprobe=64
 
 The SciFact corpus is encoded once with the dense retriever's own path (all-MiniLM-L6-v2, the

@@ -112,7 +112,7 @@ def _pool(build: Callable[[], Encoder], driver: Encoder, settings: dict[str, Any
         if (identity, dim) != (driver.identity, driver.dim):
             raise ConfigError(
                 f"a Ray worker encodes with {identity} (dim {dim}) but this machine with {driver.identity} "
-                f"(dim {driver.dim}): set retriever.dtype=float32 or bfloat16 so every machine computes alike"
+                f"(dim {driver.dim}): set retriever.dtype (float32, bfloat16 or int8) so every machine computes alike"
             )
     return ActorPool(actors)
 
