@@ -124,18 +124,19 @@ class TorchEncoder:
     def __init__(self, spec: EncoderSpec, dtype: str = "auto", threads: int | None = None):
         from transformers import AutoModel, AutoTokenizer
 
+        if dtype not in ENCODER_DTYPES:
+            raise ConfigError(f"retriever.dtype must be one of {', '.join(ENCODER_DTYPES)}, got {dtype!r}")
         if threads:
             torch.set_num_threads(threads)
         self.spec = spec
         self.tokenizer = AutoTokenizer.from_pretrained(spec.folder)
         self.model = AutoModel.from_pretrained(spec.folder).eval()
-        if dtype not in ENCODER_DTYPES:
-            raise ConfigError(f"retriever.dtype must be one of {', '.join(ENCODER_DTYPES)}, got {dtype!r}")
-        self.dtype = torch.float32 if dtype == "int8" else compute_dtype(dtype)
-        if dtype == "int8":
-            self.model = quantize_int8(self.model)
+        if dtype == "int8":  # the activations stay float32 around the int8 products
+            self.dtype, self.model, compute = torch.float32, quantize_int8(self.model), "int8"
+        else:
+            self.dtype = compute_dtype(dtype)
+            compute = str(self.dtype).removeprefix("torch.")
         self.dim = int(self.model.config.hidden_size)
-        compute = "int8" if dtype == "int8" else str(self.dtype).removeprefix("torch.")
         self.identity = {"backend": "torch", "compute_dtype": compute}
 
     def encode(self, texts: list[str], batch_size: int, desc: str = "encode") -> np.ndarray:

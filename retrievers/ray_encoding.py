@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 import numpy as np
@@ -82,17 +82,12 @@ def ray_shards(
             ray.init(address=settings["address"], log_to_driver=False)
         try:
             pool = _pool(build, driver, settings)
-            yield from _run(pool, _chain(first, shards), total, settings["workers"], batch_size)
+            yield from _run(pool, chain([first], shards), total, settings["workers"], batch_size)
         finally:
             if started:
                 ray.shutdown()
 
     return encode
-
-
-def _chain(first: Shard, rest: Iterator[Shard]) -> Iterator[Shard]:
-    yield first
-    yield from rest
 
 
 def _pool(build: Callable[[], Encoder], driver: Encoder, settings: dict[str, Any]) -> ActorPool:
