@@ -43,7 +43,7 @@ install-all: $(STAMP)
 # (tests/test_bm25_export.py fails when they differ).
 JAVA_SRC := retrievers/java/rankbench/PostingsExport.java
 java-classes: $(CORE_STAMP)
-	javac --release 11 -cp "$$($(BIN)/python -c 'from harness import java; print(java.anserini_jar())')" \
+	javac --release 11 -cp "$$($(BIN)/python -c 'from rankbench.harness import java; print(java.anserini_jar())')" \
 		-d retrievers/java $(JAVA_SRC)
 	sha256sum $(JAVA_SRC) | cut -d' ' -f1 > retrievers/java/rankbench/PostingsExport.sha256
 

@@ -14,11 +14,10 @@ import sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-
-from harness.errors import ConfigError, RankbenchError
-from harness.experiment import Outcome, run_experiment
-from harness.extras import missing_extra
-from harness.signals import resumable
+from rankbench.harness.errors import ConfigError, RankbenchError
+from rankbench.harness.experiment import Outcome, run_experiment
+from rankbench.harness.extras import missing_extra
+from rankbench.harness.signals import resumable
 
 log = logging.getLogger("rankbench")
 

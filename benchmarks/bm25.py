@@ -6,7 +6,7 @@
 rankbench runs twice: with its default ``engine="numpy"`` (Lucene's BM25 re-implemented
 exactly over postings exported from the Lucene index) and with ``engine="anserini"``
 (Anserini's SearchCollection, the reference), and the two runs are compared hit by hit.
-Every system answers the same queries; each is scored with ``harness.metrics.evaluate`` on
+Every system answers the same queries; each is scored with ``rankbench.harness.metrics.evaluate`` on
 the same qrels, so the quality column is comparable and a fast system that ranks differently
 shows it. Throughput is queries per second over the whole query set (query analysis included,
 index building excluded): the median of ``--repeats`` timed passes after one untimed warm-up
@@ -43,12 +43,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
+from rankbench.harness import java  # noqa: E402
+from rankbench.harness.datasets import load_dataset  # noqa: E402
+from rankbench.harness.metrics import evaluate, parse_measures  # noqa: E402
+from rankbench.harness.types import Query, Run  # noqa: E402
+from rankbench.retrievers.bm25 import BM25  # noqa: E402
+
 from benchmarks.common import Bm25sPeer, add_path_options, compare_runs, drop_self_hits, stemmer, write_report  # noqa: E402
-from harness import java  # noqa: E402
-from harness.datasets import load_dataset  # noqa: E402
-from harness.metrics import evaluate, parse_measures  # noqa: E402
-from harness.types import Query, Run  # noqa: E402
-from retrievers.bm25 import BM25  # noqa: E402
 
 log = logging.getLogger("bench.bm25")
 

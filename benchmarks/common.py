@@ -13,8 +13,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from harness.cache import write_text_atomic
-from harness.types import Query, Run
+from rankbench.harness.cache import write_text_atomic
+from rankbench.harness.types import Query, Run
 
 REPO = Path(__file__).resolve().parent.parent
 

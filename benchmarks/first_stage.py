@@ -30,13 +30,13 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: import this chec
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+from rankbench.harness import java  # noqa: E402
+from rankbench.harness.datasets import load_dataset  # noqa: E402
+from rankbench.harness.metrics import evaluate, parse_measures  # noqa: E402
+from rankbench.harness.models import resolve_model  # noqa: E402
+from rankbench.harness.types import Query  # noqa: E402
 
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
-from harness import java  # noqa: E402
-from harness.datasets import load_dataset  # noqa: E402
-from harness.metrics import evaluate, parse_measures  # noqa: E402
-from harness.models import resolve_model  # noqa: E402
-from harness.types import Query  # noqa: E402
 
 log = logging.getLogger("bench.first_stage")
 
@@ -143,7 +143,7 @@ def render(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--generative", required=True, help="a model folder from retrievers.train_generative")
+    parser.add_argument("--generative", required=True, help="a model folder from rankbench.retrievers.train_generative")
     parser.add_argument("--queries", type=int, default=None, help="only the first N test queries (default all)")
     parser.add_argument("--latency-queries", type=int, default=50, help="queries timed one per call")
     parser.add_argument("--override", nargs="*", default=[], help="more Hydra overrides, e.g. dataset.path=...")

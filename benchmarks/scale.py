@@ -37,10 +37,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
+from rankbench.harness import cache  # noqa: E402
+from rankbench.harness.types import Query, Run  # noqa: E402
+
 from benchmarks import synthetic  # noqa: E402
 from benchmarks.common import Bm25sPeer, add_path_options, compare_runs, environment, write_report  # noqa: E402
-from harness import cache  # noqa: E402
-from harness.types import Query, Run  # noqa: E402
 
 log = logging.getLogger("bench.scale")
 
@@ -115,7 +116,7 @@ def timed_passes(search: Callable[[int], Run], hits: list[int], queries: int) ->
 
 def index_rankbench(engine: str, dataset: Any, cache_dir: Path, hits: int) -> tuple[Any, dict[str, Any]]:
     """A rankbench BM25 engine indexed (or its cached index reused): the retriever and what indexing cost."""
-    from retrievers.bm25 import BM25
+    from rankbench.retrievers.bm25 import BM25
 
     retriever = BM25(k1=K1, b=B, hits=hits, threads=THREADS, remove_query=True, engine=engine)
     with cache.tally() as used:
@@ -139,7 +140,7 @@ def index_rankbench(engine: str, dataset: Any, cache_dir: Path, hits: int) -> tu
 
 def measure_rankbench(engine: str, dataset: Any, queries: list[Query], args: argparse.Namespace) -> dict[str, Any]:
     """Index with a rankbench engine, then time its searches; the JVM lives in this child, so its RSS counts."""
-    from harness import java
+    from rankbench.harness import java
 
     java.configure(heap=args.heap, crash_dir=args.root)
     retriever, info = index_rankbench(engine, dataset, args.root / "index", args.hits[-1])
@@ -178,9 +179,9 @@ def measure_bm25s(dataset: Any, queries: list[Query], args: argparse.Namespace) 
 
 def run_one(args: argparse.Namespace, corpus: str, system: str) -> int:
     """Measure ``system`` on ``corpus`` and write its result JSON and its deepest run; the child's whole job."""
-    from harness.datasets import load_dataset
-    from harness.metrics import evaluate, parse_measures
-    from harness.runfile import write_trec_run
+    from rankbench.harness.datasets import load_dataset
+    from rankbench.harness.metrics import evaluate, parse_measures
+    from rankbench.harness.runfile import write_trec_run
 
     folder = args.root / corpus
     manifest = synthetic.read_manifest(folder)
@@ -335,7 +336,7 @@ def measure_all(args: argparse.Namespace, found: list[tuple[str, dict[str, Any]]
 
 def add_comparisons(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     """``same_as_anserini`` on each result: its deepest run against Anserini's on the same corpus, hit for hit."""
-    from harness.runfile import read_trec_run
+    from rankbench.harness.runfile import read_trec_run
 
     folder = args.root / "results"
     for corpus in {r["corpus"] for r in results}:

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from rankbench.harness import cache
+from rankbench.harness.readers import BeirSource, iter_beir_docs
 from tqdm import tqdm
-
-from harness import cache
-from harness.readers import BeirSource, iter_beir_docs
 
 log = logging.getLogger("bench.synthetic")
 

@@ -1,4 +1,4 @@
-"""Training checkpoints shared by the trainers (rerankers.train, retrievers.train_generative).
+"""Training checkpoints shared by the trainers (rankbench.rerankers.train, rankbench.retrievers.train_generative).
 
 A resumed run must equal an uninterrupted one, so a checkpoint carries the RNG states of
 Python, numpy and torch beside the weights, and is written under a temporary name and renamed
@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from harness.errors import ConfigError
+from rankbench.harness.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

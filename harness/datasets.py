@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.docstore import DocStore, open_store
-from harness.errors import DataError, DatasetUnavailable
-from harness.readers import (
+from rankbench.harness.docstore import DocStore, open_store
+from rankbench.harness.errors import DataError, DatasetUnavailable
+from rankbench.harness.readers import (
     BeirSource,
     file_sha256,
     iter_beir_docs,
@@ -35,7 +35,7 @@ from harness.readers import (
     read_beir_queries,
     read_trec_qrels,
 )
-from harness.types import Corpus, Doc, Qrels, Query
+from rankbench.harness.types import Corpus, Doc, Qrels, Query
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,10 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
+from rankbench.harness import cache
+from rankbench.harness.errors import DataError
+from rankbench.harness.types import Doc
 from tqdm import tqdm
-
-from harness import cache
-from harness.errors import DataError
-from harness.types import Doc
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
-from harness import cache
-from harness.models import EncoderSpec
-from harness.types import Corpus, Doc
+from rankbench.harness import cache
+from rankbench.harness.models import EncoderSpec
+from rankbench.harness.types import Corpus, Doc
 
 log = logging.getLogger(__name__)
 

@@ -24,17 +24,16 @@ from typing import Any
 from filelock import FileLock, Timeout
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-
-from harness import java, leaderboard
-from harness.datasets import Dataset, load_dataset, self_judged_pairs
-from harness.errors import ConfigError
-from harness.metrics import evaluate, parse_measures
-from harness.provenance import git_commit
-from harness.rerank import rerank_pointwise
-from harness.rundir import write_run_dir
-from harness.score_cache import ScoreCache
-from harness.stages import StageResult, content_identity, first_stage_run, resolved, row_columns
-from harness.types import Query, Run
+from rankbench.harness import java, leaderboard
+from rankbench.harness.datasets import Dataset, load_dataset, self_judged_pairs
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.metrics import evaluate, parse_measures
+from rankbench.harness.provenance import git_commit
+from rankbench.harness.rerank import rerank_pointwise
+from rankbench.harness.rundir import write_run_dir
+from rankbench.harness.score_cache import ScoreCache
+from rankbench.harness.stages import StageResult, content_identity, first_stage_run, resolved, row_columns
+from rankbench.harness.types import Query, Run
 
 log = logging.getLogger(__name__)
 

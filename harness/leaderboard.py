@@ -4,8 +4,8 @@ Appends hold a file lock. When a row brings a column the file lacks (a new measu
 file is rewritten atomically with the union of columns, earlier rows left blank there.
 
 ``python -m harness.leaderboard`` prints the latest row per config as a table, optionally
-tests every system against a baseline on the saved per-query values (``harness.significance``)
-and writes an HTML report (``harness.report``).
+tests every system against a baseline on the saved per-query values (``rankbench.harness.significance``)
+and writes an HTML report (``rankbench.harness.report``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-
-from harness import significance
-from harness.cache import write_text_atomic
-from harness.errors import RankbenchError
+from rankbench.harness import significance
+from rankbench.harness.cache import write_text_atomic
+from rankbench.harness.errors import RankbenchError
 
 LEADING = ["timestamp", "dataset", "retriever", "reranker", "reranker_model", "reranker_model_hash"]
 LEADING += ["reranker_interpolate", "system"]
@@ -278,7 +277,7 @@ def _write_report(
     baselines: dict[str, dict[str, str]],
     comparisons: dict[tuple[str, str], significance.Comparison],
 ) -> None:
-    from harness import report  # matplotlib loads only when a report is asked for
+    from rankbench.harness import report  # matplotlib loads only when a report is asked for
 
     label = _labels(rows)
     points = [report.Point(r["dataset"], label[id(r)], latency_ms(r), _float(r.get(sort))) for r in rows]

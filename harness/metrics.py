@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ir_measures
-
-from harness.errors import ConfigError
-from harness.types import Qrels, Run
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.types import Qrels, Run
 
 
 def parse_measures(names: Sequence[str]) -> list[ir_measures.Measure]:

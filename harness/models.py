@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import RankbenchError
+from rankbench.harness.errors import RankbenchError
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from rankbench.harness.errors import DataError
+from rankbench.harness.types import Doc, Qrels, Query
 from tqdm import tqdm
-
-from harness.errors import DataError
-from harness.types import Doc, Qrels, Query
 
 _QUIET_BYTES = 256 << 20  # files smaller than this hash in a second or two: no bar
 

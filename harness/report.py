@@ -19,9 +19,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
-
-from harness.cache import write_text_atomic
-from harness.significance import ALPHA, Comparison
+from rankbench.harness.cache import write_text_atomic
+from rankbench.harness.significance import ALPHA, Comparison
 
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 TIE = 1e-9  # per-query values are saved with 6 decimals: smaller deltas are ties

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from rankbench.harness.errors import ConfigError, DataError
+from rankbench.harness.fusion import normalize
+from rankbench.harness.score_cache import ScoreCache
+from rankbench.harness.types import Corpus, Doc, Query, Run
 from tqdm import tqdm
-
-from harness.errors import ConfigError, DataError
-from harness.fusion import normalize
-from harness.score_cache import ScoreCache
-from harness.types import Corpus, Doc, Query, Run
 
 
 class PointwiseScorer(Protocol):

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness import cache
-from harness.runfile import write_trec_run
-from harness.types import Run
+from rankbench.harness import cache
+from rankbench.harness.runfile import write_trec_run
+from rankbench.harness.types import Run
 
 
 def write_run_dir(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import DataError
-from harness.types import Run
+from rankbench.harness.errors import DataError
+from rankbench.harness.types import Run
 
 
 def read_trec_run(path: Path) -> Run:

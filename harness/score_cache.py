@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.cache import key_hash
+from rankbench.harness.cache import key_hash
 
 log = logging.getLogger(__name__)
 

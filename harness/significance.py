@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from harness.errors import RankbenchError
+from rankbench.harness.errors import RankbenchError
 
 ALPHA = 0.05
 _CHUNK = 1000  # permutations drawn at once: bounds memory on large query sets

@@ -12,10 +12,9 @@ from typing import Any
 
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
-
-from harness import cache
-from harness.runfile import read_trec_run, write_trec_run
-from harness.types import Corpus, Query, Run
+from rankbench.harness import cache
+from rankbench.harness.runfile import read_trec_run, write_trec_run
+from rankbench.harness.types import Corpus, Query, Run
 
 log = logging.getLogger(__name__)
 

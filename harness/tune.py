@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
-
-from harness.errors import RankbenchError
+from rankbench.harness.errors import RankbenchError
 
 
 def best_overrides(results: Path) -> list[str]:

@@ -8,9 +8,9 @@ models, and logit(class 1) - logit(class 0) for 2-class models: the log-odds of 
 monotone in its softmax probability and free of the softmax's saturation.
 
 Depth, the per-(model, qid, docid) score cache and the untouched tail come from
-``harness.rerank``; ``cache_identity`` puts the weights digest into the cache key so a
+``rankbench.harness.rerank``; ``cache_identity`` puts the weights digest into the cache key so a
 retrained model in the same folder never reuses stale scores. ``interpolate=dev`` is the
-first-stage weight ``rerankers.train --dev-queries`` chose on held-out train queries, read from
+first-stage weight ``rankbench.rerankers.train --dev-queries`` chose on held-out train queries, read from
 the model folder's ``training.json``; the number used goes to the leaderboard row.
 """
 
@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
-
-from harness.errors import ConfigError
-from harness.models import NotAnEncoder, resolve_model, weights_digest
-from harness.types import Doc, Query
-from retrievers.encoder import compute_dtype
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import NotAnEncoder, resolve_model, weights_digest
+from rankbench.harness.types import Doc, Query
+from rankbench.retrievers.encoder import compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,8 @@ def dev_weight(folder: Path) -> float:
         found = "no such file" if record is None else "no dev evaluation in it"
         raise ConfigError(
             f"reranker.interpolate=dev reads dev[-1].best_interpolation_weight from {path}: {found}. "
-            "Train with --dev-queries N (rerankers.train) to have a weight chosen, or give the weight as a number."
+            "Train with --dev-queries N (rankbench.rerankers.train) to have a weight chosen, "
+            "or give the weight as a number."
         )
     return float(dev[-1]["best_interpolation_weight"])
 

@@ -17,16 +17,15 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from rankbench.harness.errors import ConfigError, DataError
+from rankbench.harness.rerank import beneath
+from rankbench.harness.types import Corpus, Query, Run
+from rankbench.rerankers.cross_encoder import doc_text
+from rankbench.rerankers.llm.base import ChatBackend, LLMCallFailed, Messages
+from rankbench.rerankers.llm.response_cache import ResponseCache, request_key
+from rankbench.rerankers.permutation import labels, parse_permutation
+from rankbench.rerankers.windows import sliding_windows
 from tqdm import tqdm
-
-from harness.errors import ConfigError, DataError
-from harness.rerank import beneath
-from harness.types import Corpus, Query, Run
-from rerankers.cross_encoder import doc_text
-from rerankers.llm.base import ChatBackend, LLMCallFailed, Messages
-from rerankers.llm.response_cache import ResponseCache, request_key
-from rerankers.permutation import labels, parse_permutation
-from rerankers.windows import sliding_windows
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from harness.types import Qrels, Run
+from rankbench.harness.types import Qrels, Run
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import re
 import string
 from dataclasses import dataclass
 
-from harness.errors import ConfigError
+from rankbench.harness.errors import ConfigError
 
 _BRACKETED = {"numeric": re.compile(r"\[\s*(\d+)\s*\]"), "alpha": re.compile(r"\[\s*([A-Z])\s*\]")}
 _BARE = {"numeric": re.compile(r"\d+"), "alpha": re.compile(r"\b([A-Z])\b")}

@@ -30,22 +30,21 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
+from rankbench.harness.cache import write_text_atomic
+from rankbench.harness.checkpoint import Checkpoint
+from rankbench.harness.datasets import load_dataset
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.metrics import evaluate, parse_measures
+from rankbench.harness.models import resolve_model, weights_digest
+from rankbench.harness.recipe import parse_with_recipe
+from rankbench.harness.rerank import interpolated
+from rankbench.harness.signals import resumable
+from rankbench.harness.stages import first_stage_run, resolved
+from rankbench.harness.types import Run
+from rankbench.rerankers.cross_encoder import doc_text, pair_scores, score_pairs, tokenize_pairs
+from rankbench.rerankers.negatives import Example, mine_examples, sample_group
+from rankbench.retrievers.encoder import compute_dtype
 from tqdm import tqdm
-
-from harness.cache import write_text_atomic
-from harness.checkpoint import Checkpoint
-from harness.datasets import load_dataset
-from harness.errors import ConfigError
-from harness.metrics import evaluate, parse_measures
-from harness.models import resolve_model, weights_digest
-from harness.recipe import parse_with_recipe
-from harness.rerank import interpolated
-from harness.signals import resumable
-from harness.stages import first_stage_run, resolved
-from harness.types import Run
-from rerankers.cross_encoder import doc_text, pair_scores, score_pairs, tokenize_pairs
-from rerankers.negatives import Example, mine_examples, sample_group
-from retrievers.encoder import compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +264,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "final_loss": sum(tail) / len(tail) if tail else None,
         "dev": state["dev"],
         "losses": [round(v, 5) for v in state["losses"]],
-        "command": shlex.join([Path(sys.executable).name, "-m", "rerankers.train", *sys.argv[1:]]),
+        "command": shlex.join([Path(sys.executable).name, "-m", "rankbench.rerankers.train", *sys.argv[1:]]),
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
     }
     _save_model(model, tokenizer, out, record)

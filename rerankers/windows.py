@@ -8,7 +8,7 @@ it is shorter instead of being skipped, so the head of the list is never left un
 
 from __future__ import annotations
 
-from harness.errors import ConfigError
+from rankbench.harness.errors import ConfigError
 
 
 def sliding_windows(depth: int, window: int, stride: int) -> list[tuple[int, int]]:

@@ -26,14 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
-
-from harness import cache, java
-from harness.errors import ConfigError, DataError
-from harness.memory import check_memory
-from harness.runfile import read_trec_run
-from harness.types import Corpus, Doc, Query, Run
-from retrievers.lucene_exact import (
+from rankbench.harness import cache, java
+from rankbench.harness.errors import ConfigError, DataError
+from rankbench.harness.memory import check_memory
+from rankbench.harness.runfile import read_trec_run
+from rankbench.harness.types import Corpus, Doc, Query, Run
+from rankbench.retrievers.lucene_exact import (
     POSTINGS_FORMAT,
     LuceneBM25,
     QueryAnalyzer,
@@ -42,6 +40,7 @@ from retrievers.lucene_exact import (
     export_memory,
     export_postings,
 )
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-from retrievers.trie import Trie
+from rankbench.retrievers.trie import Trie
 
 # prefixes (each a list of token ids, BOS excluded) -> logits, one row per prefix over the whole vocabulary
 Scorer = Callable[[list[list[int]]], np.ndarray]

@@ -20,15 +20,14 @@ from pathlib import Path
 import faiss
 import numpy as np
 from omegaconf import DictConfig
-
-from harness import cache
-from harness.embeddings import STORAGE_DTYPES, Embeddings, ShardEncoding, corpus_embeddings
-from harness.errors import ConfigError
-from harness.extras import missing_extra
-from harness.memory import check_memory
-from harness.models import encoder_spec
-from harness.types import Corpus, Query, Run
-from retrievers.encoder import Encoder, TorchEncoder
+from rankbench.harness import cache
+from rankbench.harness.embeddings import STORAGE_DTYPES, Embeddings, ShardEncoding, corpus_embeddings
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.extras import missing_extra
+from rankbench.harness.memory import check_memory
+from rankbench.harness.models import encoder_spec
+from rankbench.harness.types import Corpus, Query, Run
+from rankbench.retrievers.encoder import Encoder, TorchEncoder
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def build_encoder(
     """The document and query encoder; a module-level function so that Ray workers can unpickle a recipe."""
     spec = encoder_spec(model, **spec_overrides)
     if backend == "onnx":
-        from retrievers.onnx_encoder import OnnxEncoder
+        from rankbench.retrievers.onnx_encoder import OnnxEncoder
 
         return OnnxEncoder(spec, cache_dir, onnx_file=onnx_file, threads=threads)
     return TorchEncoder(spec, dtype=dtype, threads=threads)
@@ -77,7 +76,7 @@ def _distribution(distributed: str, ray: dict | None) -> dict | None:
     if distributed == "none":
         return None
     try:
-        from retrievers.ray_encoding import ray_settings
+        from rankbench.retrievers.ray_encoding import ray_settings
     except ModuleNotFoundError as e:
         raise ConfigError(f"retriever.distributed=ray: {missing_extra(e) or e}") from e
     return ray_settings(ray)
@@ -192,7 +191,7 @@ class Dense:
         """None (encode here) unless ``distributed=ray``: then a pool of Ray actors, ``ray.num_cpus`` threads each."""
         if self.ray is None:
             return None
-        from retrievers.ray_encoding import ray_shards
+        from rankbench.retrievers.ray_encoding import ray_shards
 
         assert self.encoder is not None
         threads = max(1, int(self.ray["num_cpus"]))

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from harness import cache
-from harness.embeddings import corpus_embeddings
-from harness.errors import ConfigError
-from harness.models import encoder_spec, resolve_model
-from harness.types import Corpus
+from rankbench.harness import cache
+from rankbench.harness.embeddings import corpus_embeddings
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import encoder_spec, resolve_model
+from rankbench.harness.types import Corpus
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ def _build(corpus: Corpus, scheme: str, settings: dict[str, Any], seed: int, cac
     elif scheme == "title":
         docids, ids = _title_ids(corpus)
     else:
-        from retrievers.encoder import TorchEncoder
+        from rankbench.retrievers.encoder import TorchEncoder
 
         encoder = TorchEncoder(encoder_spec(settings["embeddings"]))
         emb = corpus_embeddings(encoder, corpus, cache_dir, 32, "float16", 8192)

@@ -24,10 +24,9 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import EncoderSpec
 from tqdm import tqdm
-
-from harness.errors import ConfigError
-from harness.models import EncoderSpec
 
 log = logging.getLogger(__name__)
 

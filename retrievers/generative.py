@@ -12,12 +12,11 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-
-from harness.cache import file_digest
-from harness.errors import ConfigError
-from harness.models import ModelUnavailable, resolve_model
-from harness.types import Corpus, Query, Run
-from retrievers.generative_model import CONFIG_FILE, DOCIDS_FILE, WEIGHTS_FILE, GenerativeRetriever
+from rankbench.harness.cache import file_digest
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import ModelUnavailable, resolve_model
+from rankbench.harness.types import Corpus, Query, Run
+from rankbench.retrievers.generative_model import CONFIG_FILE, DOCIDS_FILE, WEIGHTS_FILE, GenerativeRetriever
 
 log = logging.getLogger(__name__)
 

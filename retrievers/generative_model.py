@@ -18,13 +18,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from rankbench.harness.cache import write_text_atomic
+from rankbench.harness.errors import DataError
+from rankbench.retrievers.constrained import beam_search
+from rankbench.retrievers.docids import DocIdMap, token_sequences
+from rankbench.retrievers.trie import Trie
 from torch import nn
-
-from harness.cache import write_text_atomic
-from harness.errors import DataError
-from retrievers.constrained import beam_search
-from retrievers.docids import DocIdMap, token_sequences
-from retrievers.trie import Trie
 
 CONFIG_FILE, WEIGHTS_FILE, DOCIDS_FILE, ENCODER_DIR = "generative.json", "weights.safetensors", "docids.json", "encoder"
 

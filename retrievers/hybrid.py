@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig
-
-from harness.errors import ConfigError
-from harness.fusion import linear, rrf
-from harness.stages import first_stage_run
-from harness.types import Corpus, Query, Run
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.fusion import linear, rrf
+from rankbench.harness.stages import first_stage_run
+from rankbench.harness.types import Corpus, Query, Run
 
 METHODS = ("rrf", "linear")
 

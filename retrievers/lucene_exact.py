@@ -1,6 +1,6 @@
 """Lucene's BM25, exactly, in numpy: postings exported from a Lucene index, scored on the Python side.
 
-Used by ``retrievers.bm25`` as its default engine. Only query analysis crosses the Java
+Used by ``rankbench.retrievers.bm25`` as its default engine. Only query analysis crosses the Java
 bridge (one call per query), so search is tens of times faster than materialising hits
 through pyjnius, with the same run as Anserini's SearchCollection (tests/test_bm25_fast.py).
 """
@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from harness import cache, java
-from harness.errors import DataError
-from retrievers import bm25_kernel, lucene_export
+from rankbench.harness import cache, java
+from rankbench.harness.errors import DataError
+from rankbench.retrievers import bm25_kernel, lucene_export
 
 # This module reproduces, in numpy float32, what Lucene 9.9's BM25Similarity and
 # BooleanQuery compute for the queries Anserini's SearchCollection builds

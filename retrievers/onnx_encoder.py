@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from harness import cache
-from harness.errors import ConfigError
-from harness.models import EncoderSpec, NotAnEncoder
-from retrievers.encoder import encode_sorted, pool
+from rankbench.harness import cache
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import EncoderSpec, NotAnEncoder
+from rankbench.retrievers.encoder import encode_sorted, pool
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 import ray
+from rankbench.harness.embeddings import Shard, ShardEncoding
+from rankbench.harness.errors import ConfigError, RankbenchError
+from rankbench.retrievers.encoder import Encoder
 from ray.exceptions import RayActorError
 from ray.util import ActorPool
 from tqdm import tqdm
-
-from harness.embeddings import Shard, ShardEncoding
-from harness.errors import ConfigError, RankbenchError
-from retrievers.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class ShardEncoder:
 def ray_shards(
     build: Callable[[], Encoder], driver: Encoder, settings: dict[str, Any], batch_size: int
 ) -> ShardEncoding:
-    """A ``ShardEncoding`` for harness.embeddings: Ray joins (or starts) a cluster only if a shard is missing."""
+    """A ``ShardEncoding`` for harness/embeddings.py: Ray joins (or starts) a cluster only if a shard is missing."""
 
     def encode(shards: Iterator[Shard], total: int | None) -> Iterator[tuple[int, np.ndarray]]:
         first = next(shards, None)

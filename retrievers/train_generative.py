@@ -7,7 +7,7 @@ train split (``dataset=scifact-train``), from the judged train queries. Test qre
 trained on. A held-out slice (``eval_size`` train queries when there are any, else one unseen
 random span per document) reports Hits@1/Hits@10 under constrained beam search as training goes.
 
-Checkpoints, resume and budgets follow ``rerankers.train``: every ``checkpoint_every`` steps the
+Checkpoints, resume and budgets follow ``rankbench.rerankers.train``: every ``checkpoint_every`` steps the
 model, optimiser, scheduler, RNG states and step go atomically to ``<out>/checkpoint/state.pt``;
 rerunning the same command continues there (other learned settings are refused); batches are a
 pure function of (seed, epoch). ``max_minutes`` bounds all sessions together, ``max_steps`` stops
@@ -32,19 +32,18 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
+from rankbench.harness.cache import write_text_atomic
+from rankbench.harness.checkpoint import Checkpoint
+from rankbench.harness.datasets import Dataset, load_dataset
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import resolve_model, weights_digest
+from rankbench.harness.recipe import parse_with_recipe
+from rankbench.harness.signals import resumable
+from rankbench.harness.types import Doc
+from rankbench.retrievers.docids import DocIdMap, build_docids, scheme_settings
+from rankbench.retrievers.encoder import compute_dtype
+from rankbench.retrievers.generative_model import WEIGHTS_FILE, GenerativeRetriever
 from tqdm import tqdm
-
-from harness.cache import write_text_atomic
-from harness.checkpoint import Checkpoint
-from harness.datasets import Dataset, load_dataset
-from harness.errors import ConfigError
-from harness.models import resolve_model, weights_digest
-from harness.recipe import parse_with_recipe
-from harness.signals import resumable
-from harness.types import Doc
-from retrievers.docids import DocIdMap, build_docids, scheme_settings
-from retrievers.encoder import compute_dtype
-from retrievers.generative_model import WEIGHTS_FILE, GenerativeRetriever
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +322,9 @@ def training_record(cfg, dataset, docids, base, train_set, held_out, state, tota
         "evals": state["evals"],
         "losses": [round(v, 5) for v in state["losses"]],
         "model_bytes": (Path(cfg.out) / WEIGHTS_FILE).stat().st_size,
-        "command": shlex.join([Path(sys.executable).name, "-m", "retrievers.train_generative", *sys.argv[1:]]),
+        "command": shlex.join(
+            [Path(sys.executable).name, "-m", "rankbench.retrievers.train_generative", *sys.argv[1:]]
+        ),
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
     }
 

@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
-from harness.types import Doc, Query
+from rankbench.harness.types import Doc, Query
 
 
 class ScriptedLengthScorer:

@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
-
-from harness.models import resolve_model
+from rankbench.harness.models import resolve_model
 
 SMOLLM2_ALIAS = "SmolLM2-135M-Instruct"  # the model name the server answers to (conf/llm/openai.yaml default)
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

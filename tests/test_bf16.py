@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-
-from harness.models import encoder_spec, resolve_model
-from harness.types import Doc, Query
-from rerankers.cross_encoder import CrossEncoder
-from retrievers.encoder import TorchEncoder, native_bf16
+from rankbench.harness.models import encoder_spec, resolve_model
+from rankbench.harness.types import Doc, Query
+from rankbench.rerankers.cross_encoder import CrossEncoder
+from rankbench.retrievers.encoder import TorchEncoder, native_bf16
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = [

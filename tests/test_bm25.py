@@ -7,12 +7,11 @@ import logging
 from pathlib import Path
 
 import pytest
-
-from harness.datasets import BeirCorpus
-from harness.errors import ConfigError
-from harness.readers import BeirSource
-from harness.types import Query
-from retrievers.bm25 import BM25
+from rankbench.harness.datasets import BeirCorpus
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.readers import BeirSource
+from rankbench.harness.types import Query
+from rankbench.retrievers.bm25 import BM25
 
 
 @pytest.fixture

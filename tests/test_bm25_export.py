@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from harness import java
-from harness.datasets import BeirCorpus
-from harness.errors import ConfigError
-from harness.readers import BeirSource
-from harness.types import Doc, Query
-from retrievers import lucene_export
-from retrievers.bm25 import BM25
-from retrievers.lucene_exact import LuceneBM25, QueryAnalyzer
+from rankbench.harness import java
+from rankbench.harness.datasets import BeirCorpus
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.readers import BeirSource
+from rankbench.harness.types import Doc, Query
+from rankbench.retrievers import lucene_export
+from rankbench.retrievers.bm25 import BM25
+from rankbench.retrievers.lucene_exact import LuceneBM25, QueryAnalyzer
 
 JAVA = Path(__file__).resolve().parents[1] / "retrievers" / "java" / "rankbench"
 
@@ -85,7 +84,7 @@ def scifact_postings(tmp_path_factory):
     source = SHARED_DATA / "beir" / "scifact.zip"
     if not source.is_file():
         pytest.skip(f"SciFact not found under {SHARED_DATA}")
-    from harness.datasets import load_dataset
+    from rankbench.harness.datasets import load_dataset
 
     cfg = {"name": "scifact", "beir_name": "scifact", "split": "test", "path": None}
     dataset = load_dataset({**cfg, "ir_datasets_id": "beir/scifact/test", "topics": None, "qrels": None}, SHARED_DATA)
@@ -129,7 +128,7 @@ def test_kernel_equals_plain_numpy_scoring(scifact_postings, k: int):
 
 def test_sparse_and_dense_collection_agree(scifact_postings):
     """top_k walks a few postings again or scans every document: both find the same top k."""
-    from retrievers import bm25_kernel
+    from rankbench.retrievers import bm25_kernel
 
     bm25, dataset = scifact_postings
     scorer: LuceneBM25 = bm25._scorer

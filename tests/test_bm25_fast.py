@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from retrievers.lucene_exact import adjust_score_ties, byte4_to_int, encode_lengths, int_to_byte4, lucene_idf
+from rankbench.retrievers.lucene_exact import adjust_score_ties, byte4_to_int, encode_lengths, int_to_byte4, lucene_idf
 
 SHARED_DATA = Path(os.environ.get("RANKBENCH_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -79,7 +78,7 @@ def test_score_ties_are_adjusted_like_anserini():
 def scifact():
     if not (SHARED_DATA / "beir" / "scifact.zip").is_file():
         pytest.skip(f"SciFact not found under {SHARED_DATA}")
-    from harness.datasets import load_dataset
+    from rankbench.harness.datasets import load_dataset
 
     cfg = {"name": "scifact", "beir_name": "scifact", "split": "test", "path": None}
     return load_dataset({**cfg, "ir_datasets_id": "beir/scifact/test", "topics": None, "qrels": None}, SHARED_DATA)
@@ -88,7 +87,7 @@ def scifact():
 @pytest.mark.slow
 @pytest.mark.parametrize("multifield", [False, True], ids=["flat", "multifield"])
 def test_numpy_engine_equals_searchcollection_on_scifact(scifact, multifield: bool, tmp_path_factory):
-    from retrievers.bm25 import BM25
+    from rankbench.retrievers.bm25 import BM25
 
     cache_dir = tmp_path_factory.mktemp("cache")  # a fresh build: exercises the postings export too
     runs = {}
@@ -106,7 +105,7 @@ def test_numpy_engine_equals_searchcollection_on_scifact(scifact, multifield: bo
 
 @pytest.mark.slow
 def test_encoding_and_idf_match_lucene_in_the_jvm():
-    from harness import java
+    from rankbench.harness import java
 
     small_float = java.autoclass("org.apache.lucene.util.SmallFloat")
     java_math = java.autoclass("java.lang.Math")

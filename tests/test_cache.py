@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from harness import cache
+from rankbench.harness import cache
 
 KEY = {"kind": "test", "corpus": "abc"}
 

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from retrievers.constrained import beam_search
-from retrievers.trie import Trie
+from rankbench.retrievers.constrained import beam_search
+from rankbench.retrievers.trie import Trie
 
 ALPHABET = 5  # tokens 0..4; EOS = 5
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.experiment import run_experiment
+from rankbench.harness.models import resolve_model, weights_digest
+from rankbench.harness.runfile import read_trec_run
+from rankbench.harness.types import Doc, Query
+from rankbench.rerankers.cross_encoder import CrossEncoder, NotACrossEncoder
+from rankbench.rerankers.train import TrainConfig, train
 from safetensors.torch import load_file
 
-from harness.errors import ConfigError
-from harness.experiment import run_experiment
-from harness.models import resolve_model, weights_digest
-from harness.runfile import read_trec_run
-from harness.types import Doc, Query
-from rerankers.cross_encoder import CrossEncoder, NotACrossEncoder
-from rerankers.train import TrainConfig, train
 from tests.conftest import write_beir
 
 # Queries share words with several documents, so BM25 retrieves hard negatives for each.
@@ -205,7 +205,7 @@ def test_folder_without_a_classification_head_is_refused():
 
 
 def test_two_label_models_score_the_log_odds():
-    from rerankers.cross_encoder import pair_scores
+    from rankbench.rerankers.cross_encoder import pair_scores
 
     logits = torch.tensor([[0.5, 2.0], [1.0, -1.0]])
     assert pair_scores(logits).tolist() == pytest.approx([1.5, -2.0])

@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from rankbench.harness.datasets import load_dataset, natural_key
+from rankbench.harness.errors import DatasetUnavailable
 
-from harness.datasets import load_dataset, natural_key
-from harness.errors import DatasetUnavailable
 from tests.conftest import SHARED_DATA, run_python, write_beir
 
 
@@ -53,7 +53,7 @@ def test_missing_explicit_path(tmp_path: Path):
 def load_in_subprocess(cfg: dict, data_root: str | None, irds_home: Path) -> subprocess.CompletedProcess:
     """ir_datasets fixes its home folder at import, so each home needs a fresh interpreter."""
     code = (
-        "import json, sys; from harness.datasets import load_dataset\n"
+        "import json, sys; from rankbench.harness.datasets import load_dataset\n"
         "d = load_dataset(json.loads(sys.argv[1]), sys.argv[2] or None)\n"
         "c = d.corpus\n"
         "print(json.dumps([len(d.queries), sum(map(len, d.qrels.values())), c.count_hint(), c.fingerprint]))"

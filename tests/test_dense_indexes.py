@@ -12,9 +12,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-
-from harness.errors import ConfigError
-from retrievers.dense import Dense
+from rankbench.harness.errors import ConfigError
+from rankbench.retrievers.dense import Dense
 
 N, D = 4000, 64
 
@@ -68,7 +67,7 @@ def test_recall_at_100_against_exact_search(vectors, tmp_path: Path, kind: str, 
 
 
 def test_trained_index_is_cached_and_settings_name_it(vectors, tmp_path: Path):
-    from harness import cache
+    from rankbench.harness import cache
 
     params = {"ivf": {"nlist": 16, "nprobe": 4, "train_size": 1000}, "pq": {"m": 8, "bits": 6}}
     with cache.tally() as first:
@@ -88,8 +87,7 @@ def test_bad_pq_settings_name_the_key(vectors, tmp_path: Path):
 
 def test_leaderboard_column_names_the_index_and_its_parameters():
     from hydra import compose, initialize_config_dir
-
-    from harness.stages import row_columns
+    from rankbench.harness.stages import row_columns
 
     conf = str(Path(__file__).resolve().parents[1] / "conf")
     with initialize_config_dir(config_dir=conf, version_base="1.3"):

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from rankbench.harness.embeddings import embeddings_key
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import encoder_spec
+from rankbench.retrievers.encoder import TorchEncoder
 
-from harness.embeddings import embeddings_key
-from harness.errors import ConfigError
-from harness.models import encoder_spec
-from retrievers.encoder import TorchEncoder
 from tests.test_bf16 import MINILM, TEXTS
 
 
@@ -42,7 +42,7 @@ def test_int8_vectors_stay_near_fp32_and_rank_alike(encoders):
 
 
 def test_int8_embeddings_never_share_fp32_cache_entries(encoders, tiny_beir):
-    from harness.datasets import load_dataset
+    from rankbench.harness.datasets import load_dataset
 
     corpus = load_dataset({"name": "tiny", "path": str(tiny_beir), "split": "test"}, None).corpus
     fp32, int8 = (embeddings_key(e, corpus, "float16") for e in encoders)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from harness.errors import ConfigError
-from harness.fusion import linear, normalize, rrf
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.fusion import linear, normalize, rrf
 
 A = {"q": [("x", 10.0), ("y", 8.0), ("z", 6.0)]}
 B = {"q": [("z", 0.9), ("x", 0.5)]}

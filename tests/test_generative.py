@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from rankbench.harness.datasets import BeirCorpus
+from rankbench.harness.errors import ConfigError, DataError
+from rankbench.harness.experiment import run_experiment
+from rankbench.harness.models import resolve_model
+from rankbench.harness.readers import BeirSource
+from rankbench.harness.runfile import read_trec_run
+from rankbench.harness.types import Doc, Query
+from rankbench.retrievers.docids import build_docids
+from rankbench.retrievers.generative import Generative
+from rankbench.retrievers.generative_model import GenerativeRetriever
+from rankbench.retrievers.train_generative import Example, TrainConfig, doc_text, hits, load_data, split_examples, train
 
-from harness.datasets import BeirCorpus
-from harness.errors import ConfigError, DataError
-from harness.experiment import run_experiment
-from harness.models import resolve_model
-from harness.readers import BeirSource
-from harness.runfile import read_trec_run
-from harness.types import Doc, Query
-from retrievers.docids import build_docids
-from retrievers.generative import Generative
-from retrievers.generative_model import GenerativeRetriever
-from retrievers.train_generative import Example, TrainConfig, doc_text, hits, load_data, split_examples, train
 from tests.conftest import run_python, write_beir
 from tests.generative_corpus import DOCS, QRELS, QUERIES
 
@@ -150,9 +150,9 @@ def test_resume_equals_an_uninterrupted_run_and_other_settings_are_refused(beir:
     cli += ["--cache-dir", str(tmp_path / "cache"), "--max-steps", "3", "--max-length", "16", "--docids", "atomic"]
     flags = {k: v for k, v in FAST.items() if k != "max_length"} | {"checkpoint_every": 3, "eval_size": 2}
     cli += [arg for k, v in flags.items() for arg in (f"--{k.replace('_', '-')}", str(v))]
-    run_python("-m", "retrievers.train_generative", *cli, timeout=300)
+    run_python("-m", "rankbench.retrievers.train_generative", *cli, timeout=300)
     first = json.loads((tmp_path / "split" / "training.json").read_text())
-    assert first["steps"] == 3 and "retrievers.train_generative --out" in first["command"]
+    assert first["steps"] == 3 and "rankbench.retrievers.train_generative --out" in first["command"]
     resumed = train(config(beir, tmp_path / "split", tmp_path / "cache", max_steps=6, **small))
     assert resumed["losses"] == pytest.approx(whole["losses"], abs=1e-4)
     a, b = (GenerativeRetriever.load(tmp_path / name).state_dict() for name in ("whole", "split"))

@@ -1,8 +1,7 @@
 """Interpolating reranker scores with the first stage's (pure arithmetic on z-scores)."""
 
 import pytest
-
-from harness.rerank import interpolated
+from rankbench.harness.rerank import interpolated
 
 FIRST = [("a", 30.0), ("b", 20.0), ("c", 10.0)]  # first stage: a > b > c
 RERANKER = {"a": -1.0, "b": 0.0, "c": 4.0}  # reranker: c > b > a

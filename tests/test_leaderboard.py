@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from harness import leaderboard
+from rankbench.harness import leaderboard
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:

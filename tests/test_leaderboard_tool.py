@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rankbench.harness import leaderboard, significance
 from scipy import stats
-
-from harness import leaderboard, significance
 
 PROJECT = Path(__file__).resolve().parent.parent
 QIDS = [f"q{i}" for i in range(1, 31)]
@@ -212,7 +211,7 @@ def test_baseline_by_config_hash_and_measure(runs: Path, capsys):
 
 def test_module_entry_point(runs: Path):
     done = subprocess.run(
-        [sys.executable, "-m", "harness.leaderboard", "--runs", str(runs), "--format", "csv"],
+        [sys.executable, "-m", "rankbench.harness.leaderboard", "--runs", str(runs), "--format", "csv"],
         cwd=PROJECT,
         capture_output=True,
         text=True,

@@ -3,10 +3,9 @@
 import itertools
 
 import pytest
-
-from harness.errors import ConfigError
-from rerankers.permutation import labels, parse_permutation
-from rerankers.windows import sliding_windows
+from rankbench.harness.errors import ConfigError
+from rankbench.rerankers.permutation import labels, parse_permutation
+from rankbench.rerankers.windows import sliding_windows
 
 
 def test_rankgpt_windows_at_100_20_10():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from harness.errors import ConfigError
-from harness.metrics import evaluate, parse_measures
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.metrics import evaluate, parse_measures
 
 QRELS = {"q1": {"a": 1, "b": 0}, "q2": {"x": 2, "y": 1}, "q3": {"z": 1}}
 RUN = {

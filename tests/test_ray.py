@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from rankbench.harness.datasets import BeirCorpus
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.experiment import config_hash
+from rankbench.harness.models import encoder_spec
+from rankbench.harness.readers import BeirSource
+from rankbench.harness.stages import resolved
+from rankbench.retrievers.dense import Dense
+from rankbench.retrievers.encoder import TorchEncoder
 
-from harness.datasets import BeirCorpus
-from harness.errors import ConfigError
-from harness.experiment import config_hash
-from harness.models import encoder_spec
-from harness.readers import BeirSource
-from harness.stages import resolved
-from retrievers.dense import Dense
-from retrievers.encoder import TorchEncoder
 from tests.conftest import PROJECT, SHARED_DATA, write_beir
 from tests.ray_head import RayHead
 from tests.test_dense import MINILM, CountedDense, CountingEncoder
@@ -97,7 +97,7 @@ def test_two_workers_fill_the_cache_a_local_run_fills_and_reuses(
 def test_a_dead_worker_fails_the_run_and_a_rerun_encodes_only_missing_shards(
     ray_client: RayHead, scifact_slice, minilm, tmp_path: Path, monkeypatch, caplog
 ):
-    from retrievers.ray_encoding import KILL_HOOK, RayWorkerError
+    from rankbench.retrievers.ray_encoding import KILL_HOOK, RayWorkerError
 
     monkeypatch.setenv(KILL_HOOK, "2")
     with pytest.raises(RayWorkerError, match="rerun the same command to encode only the missing ones"):
@@ -107,7 +107,7 @@ def test_a_dead_worker_fails_the_run_and_a_rerun_encodes_only_missing_shards(
     assert 2 not in finished and finished  # the dead worker's shard is missing, the others' are kept
     assert all((partial / f"{n:06d}.npy").is_file() for n in finished)
     monkeypatch.delenv(KILL_HOOK)
-    caplog.set_level(logging.INFO, logger="harness.embeddings")
+    caplog.set_level(logging.INFO, logger="rankbench.harness.embeddings")
     again = OnRay(ray_client, minilm)
     again.index(scifact_slice, tmp_path)
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("encoded ")]
@@ -132,7 +132,7 @@ def test_bad_settings_name_the_key(monkeypatch):
         with pytest.raises(ConfigError, match=re.escape(key)):
             Dense(model=MINILM, **kwargs)
     Dense(model=MINILM, distributed="ray", ray={"workers": 3})  # accepted; Ray starts only when a shard is missing
-    monkeypatch.delitem(sys.modules, "retrievers.ray_encoding", raising=False)
+    monkeypatch.delitem(sys.modules, "rankbench.retrievers.ray_encoding", raising=False)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     with pytest.raises(ConfigError, match=re.escape("pip install -e '.[ray]'")):
         Dense(model=MINILM, distributed="ray")

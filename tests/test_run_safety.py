@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from rankbench.harness.errors import DataError
+from rankbench.harness.experiment import run_experiment
+from rankbench.harness.leaderboard import read_rows
 
-from harness.errors import DataError
-from harness.experiment import run_experiment
-from harness.leaderboard import read_rows
 from tests.conftest import PROJECT, SHARED_DATA, TINY_DOCS, cached_answers, run_python, write_beir
 
 EVALUATE = str(PROJECT / "evaluate.py")
@@ -71,8 +71,8 @@ def test_three_simultaneous_runs_of_one_config_leave_one_row(tmp_path: Path):
 
 
 def test_postings_export_shows_progress(tmp_path: Path, capfd):
-    from retrievers.bm25 import BM25
-    from retrievers.lucene_exact import export_postings
+    from rankbench.retrievers.bm25 import BM25
+    from rankbench.retrievers.lucene_exact import export_postings
 
     bm25 = BM25(hits=10)
     bm25._build(list_corpus(), tmp_path / "index")
@@ -84,7 +84,7 @@ def test_postings_export_shows_progress(tmp_path: Path, capfd):
 
 
 def list_corpus():
-    from harness.types import Doc
+    from rankbench.harness.types import Doc
 
     class Tiny(list):
         source, fingerprint = "tiny", "tiny"
@@ -134,7 +134,8 @@ def test_a_missing_extra_names_the_install_command(tmp_path: Path):
 
 
 def test_resumable_turns_sigterm_into_one_line_and_the_shell_exit_code(tmp_path: Path):
-    code = "import os, signal, time\nfrom harness.signals import resumable\nwith resumable('the cache is kept'):\n"
+    code = "import os, signal, time\nfrom rankbench.harness.signals import resumable\n"
+    code += "with resumable('the cache is kept'):\n"
     code += "    open('started', 'w').close()\n    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(30)\n"
     code += "open('after', 'w').close()\n"
     done = run_python("-c", code, cwd=tmp_path, env={"PYTHONPATH": str(PROJECT)}, check=False)

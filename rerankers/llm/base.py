@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from harness.errors import RankbenchError
+from rankbench.harness.errors import RankbenchError
 
 Messages = list[dict[str, str]]  # [{"role": "system" | "user" | "assistant", "content": ...}]
 

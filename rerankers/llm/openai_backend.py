@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from harness.errors import ConfigError
-from harness.models import ModelUnavailable, resolve_model
-from rerankers.llm.base import Completion, LLMCallFailed, Messages
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import ModelUnavailable, resolve_model
+from rankbench.rerankers.llm.base import Completion, LLMCallFailed, Messages
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from harness.cache import key_hash
+from rankbench.harness.cache import key_hash
 
 log = logging.getLogger(__name__)
 

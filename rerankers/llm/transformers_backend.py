@@ -15,12 +15,11 @@ from typing import Any
 
 import torch
 import transformers
-
-from harness import cache
-from harness.errors import ConfigError
-from harness.models import resolve_model, weights_digest
-from rerankers.llm.base import Completion, Messages
-from retrievers.encoder import compute_dtype
+from rankbench.harness import cache
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import resolve_model, weights_digest
+from rankbench.rerankers.llm.base import Completion, Messages
+from rankbench.retrievers.encoder import compute_dtype
 
 log = logging.getLogger(__name__)
 
