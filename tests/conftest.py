@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from rankbench.harness.config import compose
 
 from tests.llm_server import LlamaServer
 from tests.ray_head import RayHead, start_head
@@ -88,11 +88,7 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose conf/ with runs and cache under tmp_path, plus any overrides."""
 
     def _make(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
-            return compose(
-                "config",
-                overrides=[f"runs_dir={tmp_path / 'runs'}", f"data_root={SHARED_DATA}", *overrides],
-            )
+        return compose([f"runs_dir={tmp_path / 'runs'}", f"data_root={SHARED_DATA}", *overrides])
 
     return _make
 

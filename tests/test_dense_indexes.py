@@ -86,17 +86,12 @@ def test_bad_pq_settings_name_the_key(vectors, tmp_path: Path):
 
 
 def test_leaderboard_column_names_the_index_and_its_parameters():
-    from hydra import compose, initialize_config_dir
+    from rankbench.harness.config import compose
     from rankbench.harness.stages import row_columns
 
-    conf = str(Path(__file__).resolve().parents[1] / "conf")
-    with initialize_config_dir(config_dir=conf, version_base="1.3"):
-        exact = compose("config", overrides=["retriever=dense"])
-        pq = compose(
-            "config",
-            overrides=["retriever=dense", "retriever.index=ivfpq", "retriever.ivf.nprobe=64", "retriever.pq.refine=2"],
-        )
-        bm25 = compose("config", overrides=["retriever=bm25"])
+    exact = compose(["retriever=dense"])
+    pq = compose(["retriever=dense", "retriever.index=ivfpq", "retriever.ivf.nprobe=64", "retriever.pq.refine=2"])
+    bm25 = compose(["retriever=bm25"])
     assert row_columns(exact.retriever) == {"retriever_index": "flat"}
     columns = row_columns(pq.retriever)["retriever_index"]
     assert columns == "ivfpq nlist=1024 nprobe=64 train_size=100000 pq.m=96 pq.bits=8 pq.refine=2"

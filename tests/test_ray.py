@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from rankbench.harness.config import compose
 from rankbench.harness.datasets import BeirCorpus
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.experiment import config_hash
@@ -26,7 +26,7 @@ from rankbench.harness.stages import resolved
 from rankbench.retrievers.dense import Dense
 from rankbench.retrievers.encoder import TorchEncoder
 
-from tests.conftest import PROJECT, SHARED_DATA, write_beir
+from tests.conftest import SHARED_DATA, write_beir
 from tests.ray_head import RayHead
 from tests.test_dense import MINILM, CountedDense, CountingEncoder
 
@@ -151,8 +151,7 @@ def test_where_a_corpus_is_encoded_is_not_part_of_a_run_identity(make_cfg):
 
 def test_ray_cluster_preset_gives_no_object_store_memory_to_a_cluster(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=ray_cluster"], return_hydra_config=True)
+    cfg = compose(["hydra/launcher=ray_cluster"], return_hydra_config=True)
     init = cfg.hydra.launcher.ray.init
     init.setdefault("object_store_memory", 78643200)  # what hydra_ray_launcher._core.launch does before ray.init
     assert OmegaConf.to_container(init, resolve=True) == {"address": "127.0.0.1:6379", "object_store_memory": None}
