@@ -14,6 +14,7 @@ import sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+
 from rankbench.harness.errors import ConfigError, RankbenchError
 from rankbench.harness.experiment import Outcome, run_experiment
 from rankbench.harness.extras import missing_extra

@@ -43,13 +43,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
+from benchmarks.common import Bm25sPeer, add_path_options, compare_runs, drop_self_hits, stemmer, write_report  # noqa: E402
 from rankbench.harness import java  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
 from rankbench.harness.metrics import evaluate, parse_measures  # noqa: E402
 from rankbench.harness.types import Query, Run  # noqa: E402
 from rankbench.retrievers.bm25 import BM25  # noqa: E402
-
-from benchmarks.common import Bm25sPeer, add_path_options, compare_runs, drop_self_hits, stemmer, write_report  # noqa: E402
 
 log = logging.getLogger("bench.bm25")
 

@@ -52,10 +52,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
+from benchmarks.common import add_path_options, cpu, cpu_kind, write_report  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
 from rankbench.harness.models import EncoderSpec, encoder_spec  # noqa: E402
-
-from benchmarks.common import add_path_options, cpu, cpu_kind, write_report  # noqa: E402
 
 log = logging.getLogger("bench.dense")
 

@@ -45,11 +45,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
-from rankbench.harness import cache  # noqa: E402
-
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from benchmarks.scale import du, kib_field_gb, run_child, stderr_tail, stored_result  # noqa: E402
 from benchmarks.synthetic import MSMARCO_MEAN_WORDS, MSMARCO_PASSAGES, _short  # noqa: E402
+from rankbench.harness import cache  # noqa: E402
 
 log = logging.getLogger("bench.dense_scale")
 
@@ -134,11 +133,10 @@ def dense_kwargs(kind: str, hits: int, overrides: dict[str, Any], memory_limit: 
 
 def prepare_source(args: argparse.Namespace) -> Path:
     """``<root>/source-*``: SciFact's document vectors, test query vectors and qrels, and token statistics."""
+    from benchmarks.dense import SCIFACT
     from rankbench.harness.datasets import load_dataset
     from rankbench.harness.embeddings import corpus_embeddings, doc_text
     from rankbench.retrievers.dense import Dense
-
-    from benchmarks.dense import SCIFACT
 
     dense = Dense()
     encoder = dense.make_encoder(args.cache_dir)
@@ -286,6 +284,7 @@ class StoreIds(Sequence[str]):
 def run_one(args: argparse.Namespace, source: Path, n: int, kind: str) -> int:
     """Build (or load) ``kind`` over the store of ``n`` synthetic vectors, time its searches, score them."""
     import faiss
+
     from rankbench.harness.embeddings import Embeddings
     from rankbench.harness.errors import ConfigError
     from rankbench.retrievers.dense import Dense

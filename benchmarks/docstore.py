@@ -46,13 +46,13 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: import this chec
     sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from rankbench.harness import cache  # noqa: E402
 from rankbench.harness.datasets import BeirCorpus  # noqa: E402
 from rankbench.harness.readers import BeirSource  # noqa: E402
 from rankbench.harness.types import Doc  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 
 log = logging.getLogger("bench.docstore")
 

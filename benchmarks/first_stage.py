@@ -30,13 +30,13 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: import this chec
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+
+from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from rankbench.harness import java  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
 from rankbench.harness.metrics import evaluate, parse_measures  # noqa: E402
 from rankbench.harness.models import resolve_model  # noqa: E402
 from rankbench.harness.types import Query  # noqa: E402
-
-from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 
 log = logging.getLogger("bench.first_stage")
 

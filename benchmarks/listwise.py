@@ -25,9 +25,9 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: import this chec
     sys.path.insert(0, str(REPO))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
-from rankbench.harness.experiment import run_experiment  # noqa: E402
 
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
+from rankbench.harness.experiment import run_experiment  # noqa: E402
 
 log = logging.getLogger("bench.listwise")
 

@@ -26,12 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
+from benchmarks.common import environment, write_report  # noqa: E402
+from benchmarks.cross_encoder import fresh_head  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
 from rankbench.rerankers.cross_encoder import CrossEncoder  # noqa: E402
 from rankbench.retrievers.bm25 import BM25  # noqa: E402
-
-from benchmarks.common import environment, write_report  # noqa: E402
-from benchmarks.cross_encoder import fresh_head  # noqa: E402
 
 log = logging.getLogger("bench.rerank_fetch")
 SCALE = REPO / "runs" / "cache" / "scale"

@@ -37,11 +37,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
-from rankbench.harness import cache  # noqa: E402
-from rankbench.harness.types import Query, Run  # noqa: E402
-
 from benchmarks import synthetic  # noqa: E402
 from benchmarks.common import Bm25sPeer, add_path_options, compare_runs, environment, write_report  # noqa: E402
+from rankbench.harness import cache  # noqa: E402
+from rankbench.harness.types import Query, Run  # noqa: E402
 
 log = logging.getLogger("bench.scale")
 

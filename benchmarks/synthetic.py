@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from tqdm import tqdm
+
 from rankbench.harness import cache
 from rankbench.harness.readers import BeirSource, iter_beir_docs
-from tqdm import tqdm
 
 log = logging.getLogger("bench.synthetic")
 

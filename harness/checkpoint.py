@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from rankbench.harness.errors import ConfigError
 
 log = logging.getLogger(__name__)

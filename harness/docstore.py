@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
+from tqdm import tqdm
+
 from rankbench.harness import cache
 from rankbench.harness.errors import DataError
 from rankbench.harness.types import Doc
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

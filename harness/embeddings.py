@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
 from rankbench.harness import cache
 from rankbench.harness.models import EncoderSpec
 from rankbench.harness.types import Corpus, Doc

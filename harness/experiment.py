@@ -24,6 +24,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
 from rankbench.harness import java, leaderboard
 from rankbench.harness.datasets import Dataset, load_dataset, self_judged_pairs
 from rankbench.harness.errors import ConfigError

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+
 from rankbench.harness import significance
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.errors import RankbenchError

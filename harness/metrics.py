@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ir_measures
+
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.types import Qrels, Run
 

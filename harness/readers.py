@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from tqdm import tqdm
+
 from rankbench.harness.errors import DataError
 from rankbench.harness.types import Doc, Qrels, Query
-from tqdm import tqdm
 
 _QUIET_BYTES = 256 << 20  # files smaller than this hash in a second or two: no bar
 

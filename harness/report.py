@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.significance import ALPHA, Comparison
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tqdm import tqdm
+
 from rankbench.harness.errors import ConfigError, DataError
 from rankbench.harness.fusion import normalize
 from rankbench.harness.score_cache import ScoreCache
 from rankbench.harness.types import Corpus, Doc, Query, Run
-from tqdm import tqdm
 
 
 class PointwiseScorer(Protocol):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from rankbench.harness.errors import RankbenchError
 
 ALPHA = 0.05

@@ -12,6 +12,7 @@ from typing import Any
 
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+
 from rankbench.harness import cache
 from rankbench.harness.runfile import read_trec_run, write_trec_run
 from rankbench.harness.types import Corpus, Query, Run

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from rankbench.harness.errors import RankbenchError
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
+
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import NotAnEncoder, resolve_model, weights_digest
 from rankbench.harness.types import Doc, Query

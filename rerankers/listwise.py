@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from rankbench.harness.errors import ConfigError, DataError
 from rankbench.harness.rerank import beneath
 from rankbench.harness.types import Corpus, Query, Run
@@ -25,7 +27,6 @@ from rankbench.rerankers.llm.base import ChatBackend, LLMCallFailed, Messages
 from rankbench.rerankers.llm.response_cache import ResponseCache, request_key
 from rankbench.rerankers.permutation import labels, parse_permutation
 from rankbench.rerankers.windows import sliding_windows
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
+from tqdm import tqdm
+
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.checkpoint import Checkpoint
 from rankbench.harness.datasets import load_dataset
@@ -44,7 +46,6 @@ from rankbench.harness.types import Run
 from rankbench.rerankers.cross_encoder import doc_text, pair_scores, score_pairs, tokenize_pairs
 from rankbench.rerankers.negatives import Example, mine_examples, sample_group
 from rankbench.retrievers.encoder import compute_dtype
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
 from rankbench.harness import cache, java
 from rankbench.harness.errors import ConfigError, DataError
 from rankbench.harness.memory import check_memory
@@ -40,7 +42,6 @@ from rankbench.retrievers.lucene_exact import (
     export_memory,
     export_postings,
 )
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from rankbench.retrievers.trie import Trie
 
 # prefixes (each a list of token ids, BOS excluded) -> logits, one row per prefix over the whole vocabulary

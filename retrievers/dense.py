@@ -20,6 +20,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 from omegaconf import DictConfig
+
 from rankbench.harness import cache
 from rankbench.harness.embeddings import STORAGE_DTYPES, Embeddings, ShardEncoding, corpus_embeddings
 from rankbench.harness.errors import ConfigError

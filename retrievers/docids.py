@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from rankbench.harness import cache
 from rankbench.harness.embeddings import corpus_embeddings
 from rankbench.harness.errors import ConfigError

@@ -24,9 +24,10 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import EncoderSpec
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

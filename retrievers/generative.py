@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+
 from rankbench.harness.cache import file_digest
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import ModelUnavailable, resolve_model

@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.errors import DataError
 from rankbench.retrievers.constrained import beam_search
 from rankbench.retrievers.docids import DocIdMap, token_sequences
 from rankbench.retrievers.trie import Trie
-from torch import nn
 
 CONFIG_FILE, WEIGHTS_FILE, DOCIDS_FILE, ENCODER_DIR = "generative.json", "weights.safetensors", "docids.json", "encoder"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig
+
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.fusion import linear, rrf
 from rankbench.harness.stages import first_stage_run

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from rankbench.harness import cache, java
 from rankbench.harness.errors import DataError
 from rankbench.retrievers import bm25_kernel, lucene_export

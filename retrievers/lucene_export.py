@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rankbench.harness import java
 from tqdm import tqdm
+
+from rankbench.harness import java
 
 POSTINGS_PER_CALL = 2_000_000  # a progress-bar step; the Java side moves whole terms
 DOCS_PER_CALL = 1_000_000

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from rankbench.harness import cache
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import EncoderSpec, NotAnEncoder

@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import ray
-from rankbench.harness.embeddings import Shard, ShardEncoding
-from rankbench.harness.errors import ConfigError, RankbenchError
-from rankbench.retrievers.encoder import Encoder
 from ray.exceptions import RayActorError
 from ray.util import ActorPool
 from tqdm import tqdm
+
+from rankbench.harness.embeddings import Shard, ShardEncoding
+from rankbench.harness.errors import ConfigError, RankbenchError
+from rankbench.retrievers.encoder import Encoder
 
 log = logging.getLogger(__name__)
 

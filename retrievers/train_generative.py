@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
+from tqdm import tqdm
+
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.checkpoint import Checkpoint
 from rankbench.harness.datasets import Dataset, load_dataset
@@ -43,7 +45,6 @@ from rankbench.harness.types import Doc
 from rankbench.retrievers.docids import DocIdMap, build_docids, scheme_settings
 from rankbench.retrievers.encoder import compute_dtype
 from rankbench.retrievers.generative_model import WEIGHTS_FILE, GenerativeRetriever
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

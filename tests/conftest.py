@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
-from rankbench.harness.config import compose
 
+from rankbench.harness.config import compose
 from tests.llm_server import LlamaServer
 from tests.ray_head import RayHead, start_head
 

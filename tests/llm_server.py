@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from rankbench.harness.models import resolve_model
 
 SMOLLM2_ALIAS = "SmolLM2-135M-Instruct"  # the model name the server answers to (conf/llm/openai.yaml default)

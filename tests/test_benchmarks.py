@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from rankbench.retrievers.encoder import native_bf16
 
+from rankbench.retrievers.encoder import native_bf16
 from tests.conftest import SHARED_DATA, run_python
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+
 from rankbench.harness.models import encoder_spec, resolve_model
 from rankbench.harness.types import Doc, Query
 from rankbench.rerankers.cross_encoder import CrossEncoder

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+
 from rankbench.harness.datasets import BeirCorpus
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.readers import BeirSource

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from rankbench.harness import java
 from rankbench.harness.datasets import BeirCorpus
 from rankbench.harness.errors import ConfigError

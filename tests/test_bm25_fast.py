@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from rankbench.retrievers.lucene_exact import adjust_score_ties, byte4_to_int, encode_lengths, int_to_byte4, lucene_idf
 
 SHARED_DATA = Path(os.environ.get("RANKBENCH_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from rankbench.harness import cache
 
 KEY = {"kind": "test", "corpus": "abc"}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from rankbench.retrievers.constrained import beam_search
 from rankbench.retrievers.trie import Trie
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.experiment import run_experiment
 from rankbench.harness.models import resolve_model, weights_digest
@@ -16,8 +18,6 @@ from rankbench.harness.runfile import read_trec_run
 from rankbench.harness.types import Doc, Query
 from rankbench.rerankers.cross_encoder import CrossEncoder, NotACrossEncoder
 from rankbench.rerankers.train import TrainConfig, train
-from safetensors.torch import load_file
-
 from tests.conftest import write_beir
 
 # Queries share words with several documents, so BM25 retrieves hard negatives for each.

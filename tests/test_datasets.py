@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from rankbench.harness.datasets import load_dataset, natural_key
 from rankbench.harness.errors import DatasetUnavailable
-
 from tests.conftest import SHARED_DATA, run_python, write_beir
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from rankbench.harness.datasets import BeirCorpus
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import ModelUnavailable, NotAnEncoder, encoder_spec, resolve_model
@@ -15,7 +16,6 @@ from rankbench.harness.readers import BeirSource
 from rankbench.harness.types import Query
 from rankbench.retrievers.dense import Dense
 from rankbench.retrievers.encoder import TorchEncoder
-
 from tests.conftest import TINY_DOCS, write_beir
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

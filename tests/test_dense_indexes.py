@@ -12,6 +12,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+
 from rankbench.harness.errors import ConfigError
 from rankbench.retrievers.dense import Dense
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rankbench.harness.leaderboard import read_rows
 
+from rankbench.harness.leaderboard import read_rows
 from tests.conftest import cache_use, run_python
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from rankbench.harness.datasets import BeirCorpus
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.readers import BeirSource
 from rankbench.retrievers.docids import build_docids, scheme_settings, semantic_ids, token_sequences
-
 from tests.conftest import write_beir
 from tests.generative_corpus import DOCS
 

@@ -9,12 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from rankbench.harness import cache
 from rankbench.harness.datasets import TsvCorpus, load_dataset
 from rankbench.harness.docstore import FILE, store_key
 from rankbench.harness.errors import DataError
 from rankbench.harness.types import Doc
-
 from tests.conftest import write_beir
 
 AWKWARD_DOCS = [

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from rankbench.harness.embeddings import embeddings_key
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import encoder_spec
 from rankbench.retrievers.encoder import TorchEncoder
-
 from tests.test_bf16 import MINILM, TEXTS
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from rankbench.harness.errors import DataError
 from rankbench.harness.experiment import run_experiment
 from rankbench.harness.leaderboard import read_rows
-
 from tests.conftest import TINY_DOCS, cache_use, write_beir
 from tests.fakes import ScriptedLengthScorer
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.fusion import linear, normalize, rrf
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from rankbench.harness.datasets import BeirCorpus
 from rankbench.harness.errors import ConfigError, DataError
 from rankbench.harness.experiment import run_experiment
@@ -20,7 +21,6 @@ from rankbench.retrievers.docids import build_docids
 from rankbench.retrievers.generative import Generative
 from rankbench.retrievers.generative_model import GenerativeRetriever
 from rankbench.retrievers.train_generative import Example, TrainConfig, doc_text, hits, load_data, split_examples, train
-
 from tests.conftest import run_python, write_beir
 from tests.generative_corpus import DOCS, QRELS, QUERIES
 

@@ -1,6 +1,7 @@
 """Interpolating reranker scores with the first stage's (pure arithmetic on z-scores)."""
 
 import pytest
+
 from rankbench.harness.rerank import interpolated
 
 FIRST = [("a", 30.0), ("b", 20.0), ("c", 10.0)]  # first stage: a > b > c

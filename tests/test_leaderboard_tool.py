@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rankbench.harness import leaderboard, significance
 from scipy import stats
+
+from rankbench.harness import leaderboard, significance
 
 PROJECT = Path(__file__).resolve().parent.parent
 QIDS = [f"q{i}" for i in range(1, 31)]

@@ -5,11 +5,11 @@ import threading
 import time
 
 import pytest
+
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.experiment import run_experiment
 from rankbench.harness.runfile import read_trec_run
 from rankbench.rerankers.windows import sliding_windows
-
 from tests.conftest import cached_answers
 
 QUERIES, DEPTH, WINDOW, STRIDE = 3, 10, 5, 3

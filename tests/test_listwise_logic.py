@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+
 from rankbench.harness.errors import ConfigError
 from rankbench.rerankers.permutation import labels, parse_permutation
 from rankbench.rerankers.windows import sliding_windows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.metrics import evaluate, parse_measures
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+
 from rankbench.harness.datasets import load_dataset
 from rankbench.harness.errors import DataError, DatasetUnavailable
 from rankbench.harness.experiment import run_experiment

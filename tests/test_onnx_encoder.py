@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+
 from rankbench.harness import cache
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import EncoderSpec, NotAnEncoder, encoder_spec

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+
 from rankbench.harness.errors import ConfigError
 from rankbench.rerankers.llm.base import LLMCallFailed
 from rankbench.rerankers.llm.openai_backend import DUMMY_KEY, OpenAIBackend
-
 from tests.fakes import ScriptedStatusServer
 from tests.llm_server import SMOLLM2_ALIAS, smollm2_gguf
 

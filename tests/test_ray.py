@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+
 from rankbench.harness.config import compose
 from rankbench.harness.datasets import BeirCorpus
 from rankbench.harness.errors import ConfigError
@@ -25,7 +26,6 @@ from rankbench.harness.readers import BeirSource
 from rankbench.harness.stages import resolved
 from rankbench.retrievers.dense import Dense
 from rankbench.retrievers.encoder import TorchEncoder
-
 from tests.conftest import SHARED_DATA, write_beir
 from tests.ray_head import RayHead
 from tests.test_dense import MINILM, CountedDense, CountingEncoder

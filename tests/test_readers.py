@@ -8,9 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from rankbench.harness.errors import DataError
 from rankbench.harness.readers import BeirSource, iter_beir_docs, read_beir_qrels, read_beir_queries, read_trec_qrels
-
 from tests.conftest import TINY_DOCS, write_beir
 
 

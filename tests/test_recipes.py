@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from rankbench.rerankers import train as ce_train
 from rankbench.retrievers import train_generative as gen_train
-
 from tests.conftest import PROJECT
 
 TRAINERS = pytest.mark.parametrize("parse_args", [ce_train.parse_args, gen_train.parse_args], ids=["ce", "gen"])

@@ -6,13 +6,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from rankbench.harness.datasets import BeirCorpus
 from rankbench.harness.errors import DataError
 from rankbench.harness.readers import BeirSource
 from rankbench.harness.rerank import rerank_pointwise
 from rankbench.harness.score_cache import ScoreCache
 from rankbench.harness.types import Query
-
 from tests.fakes import ScriptedLengthScorer
 
 QUERY = Query("q1", "anything")

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+
 from rankbench.harness.errors import DataError
 from rankbench.harness.experiment import run_experiment
 from rankbench.harness.leaderboard import read_rows
-
 from tests.conftest import PROJECT, SHARED_DATA, TINY_DOCS, cached_answers, run_python, write_beir
 
 EVALUATE = str(PROJECT / "evaluate.py")

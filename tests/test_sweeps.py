@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rankbench.harness.leaderboard import read_rows
 
+from rankbench.harness.leaderboard import read_rows
 from tests.conftest import PROJECT, SHARED_DATA, cache_use, run_python
 from tests.ray_head import RayHead
 

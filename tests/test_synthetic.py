@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rankbench.harness.readers import BeirSource, iter_beir_docs
 
 from benchmarks import synthetic
+from rankbench.harness.readers import BeirSource, iter_beir_docs
 from tests.conftest import SHARED_DATA
 
 SCIFACT_ZIP = SHARED_DATA / "beir" / "scifact.zip"

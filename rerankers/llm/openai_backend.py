@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import ModelUnavailable, resolve_model
 from rankbench.rerankers.llm.base import Completion, LLMCallFailed, Messages

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import transformers
+
 from rankbench.harness import cache
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import resolve_model, weights_digest
