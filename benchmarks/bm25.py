@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
 
     engines = ("numpy", "anserini")
     ours = {
-        (engine, hits): BM25(k1=K1, b=B, hits=hits, threads=THREADS, remove_query=True, engine=engine)
+        (engine, hits): BM25(
+            k1=K1, b=B, hits=hits, threads=THREADS, remove_query=True, engine=engine, java={"heap": args.heap}
+        )
         for engine in engines
         for hits in HITS
     }

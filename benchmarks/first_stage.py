@@ -32,7 +32,6 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
-from rankbench.harness import java  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
 from rankbench.harness.metrics import evaluate, parse_measures  # noqa: E402
 from rankbench.harness.models import resolve_model  # noqa: E402
@@ -86,7 +85,6 @@ def timed(retrieve, queries: list[Query]) -> tuple[dict, float]:
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     cfgs = configs(args)
-    java.configure(heap=cfgs["bm25"].java.heap)
     dataset = load_dataset(cfgs["bm25"].dataset, cfgs["bm25"].data_root)  # the same for all three
     built = {system: build(cfg, dataset.corpus, args.cache_dir) for system, cfg in cfgs.items()}
     queries = dataset.queries[: args.queries] if args.queries else dataset.queries

@@ -113,18 +113,18 @@ def timed_passes(search: Callable[[int], Run], hits: list[int], queries: int) ->
     return qps, run
 
 
-def index_rankbench(engine: str, dataset: Any, cache_dir: Path, hits: int) -> tuple[Any, dict[str, Any]]:
+def index_rankbench(engine: str, dataset: Any, cache_dir: Path, hits: int, heap: str) -> tuple[Any, dict[str, Any]]:
     """A rankbench BM25 engine indexed (or its cached index reused): the retriever and what indexing cost."""
     from rankbench.retrievers.bm25 import BM25
 
-    retriever = BM25(k1=K1, b=B, hits=hits, threads=THREADS, remove_query=True, engine=engine)
+    retriever = BM25(k1=K1, b=B, hits=hits, threads=THREADS, remove_query=True, engine=engine, java={"heap": heap})
     with cache.tally() as used:
         start = time.perf_counter()
         retriever.index(dataset.corpus, cache_dir)
         seconds = time.perf_counter() - start
     folders = {"lucene": retriever.index_dir, "postings": retriever.postings_dir}
     disk = {name: du(folder) for name, folder in folders.items() if folder is not None}
-    stats = dict(getattr(retriever, "stats", None) or {})
+    stats = dict(retriever.stats())
     info = {
         "index_s": seconds,
         "stats": stats,
@@ -142,7 +142,7 @@ def measure_rankbench(engine: str, dataset: Any, queries: list[Query], args: arg
     from rankbench.harness import java
 
     java.configure(heap=args.heap, crash_dir=args.root)
-    retriever, info = index_rankbench(engine, dataset, args.root / "index", args.hits[-1])
+    retriever, info = index_rankbench(engine, dataset, args.root / "index", args.hits[-1], args.heap)
 
     def search(depth: int) -> Run:
         retriever.hits = depth  # the same indexed retriever at each depth: no second index lookup

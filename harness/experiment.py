@@ -1,4 +1,4 @@
-"""One evaluation: dataset -> retriever -> optional reranker -> measures -> run folder + row.
+"""One evaluation: dataset -> pipeline (a retriever, then rerankers) -> measures -> run folder + row.
 
 Outputs go to ``runs/<dataset>/<system>/<config-hash>/``, written under a temporary name and
 renamed into place only when complete, so a failed or killed run never leaves half a folder
@@ -14,6 +14,7 @@ import json
 import logging
 import resource
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,19 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rankbench.harness import java, leaderboard
+from rankbench.harness import leaderboard
 from rankbench.harness.datasets import Dataset, load_dataset, self_judged_pairs
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.metrics import evaluate, parse_measures
+from rankbench.harness.pipeline import RERANK_SLOTS, Pipeline, PipelineRun, run_pipeline
 from rankbench.harness.provenance import git_commit
-from rankbench.harness.rerank import rerank_pointwise
 from rankbench.harness.rundir import write_run_dir
-from rankbench.harness.score_cache import ScoreCache
-from rankbench.harness.stages import StageResult, content_identity, first_stage_run, resolved, row_columns
-from rankbench.harness.types import Query, Run
+from rankbench.harness.stages import content_identity, resolved, row_columns
+from rankbench.harness.types import Query
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +52,17 @@ def _resolved(cfg: DictConfig, key: str) -> Any:
 def config_hash(cfg: DictConfig, dataset: Dataset) -> str:
     """Identity of a run: every result-affecting setting plus the data it was run on."""
     payload = {k: _resolved(cfg, k) for k in ("dataset", "retriever", "reranker", "measures", "max_queries")}
+    later = [slot for slot in RERANK_SLOTS[1:] if cfg.get(slot, {}).get("_target_")]
+    payload |= {slot: _resolved(cfg, slot) for slot in later}  # absent when unused: two-stage hashes stay
     payload["data"] = dataset.fingerprint
-    identities = {k: content_identity(cfg.get(k)) for k in ("retriever", "reranker")}
+    identities = {k: content_identity(cfg.get(k)) for k in ("retriever", *RERANK_SLOTS)}
     if identities := {k: v for k, v in identities.items() if v is not None}:  # absent: older hashes stay valid
         payload["identity"] = identities
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def system_name(cfg: DictConfig) -> str:
-    reranker = cfg.reranker.get("name", "none")
-    return cfg.retriever.name if reranker == "none" else f"{cfg.retriever.name}>>{reranker}"
+    return Pipeline.from_config(cfg).name
 
 
 def select_queries(queries: list[Query], max_queries: int | None) -> list[Query]:
@@ -72,30 +72,6 @@ def select_queries(queries: list[Query], max_queries: int | None) -> list[Query]
     if max_queries < 1:
         raise ConfigError(f"max_queries must be a positive integer or null, got {max_queries}")
     return queries[:max_queries]
-
-
-def second_stage(cfg: DictConfig, dataset: Dataset, queries: list[Query], run: Run) -> StageResult:
-    """Rerank with the configured reranker; pointwise scorers share the score cache."""
-    started = time.perf_counter()
-    if not cfg.reranker.get("_target_"):
-        return StageResult(run, 0.0)
-    reranker = instantiate(cfg.reranker)
-    if hasattr(reranker, "score"):
-        score_free = {"depth", "interpolate"}  # they change the ranking, not the scores
-        key = {"reranker": {k: v for k, v in _resolved(cfg, "reranker").items() if k not in score_free}}
-        if (identity := content_identity(cfg.reranker)) is not None:
-            key["identity"] = identity
-        scores = ScoreCache(Path(cfg.cache_dir) / "scores", {**key, "corpus": dataset.corpus.fingerprint})
-        try:
-            depth, weight = cfg.reranker.depth, cfg.reranker.get("interpolate")
-            run = rerank_pointwise(reranker, queries, run, dataset.corpus, depth, scores, weight)
-        finally:
-            scores.close()
-    else:
-        run = reranker.rerank(queries, run, dataset.corpus)
-    provenance = reranker.provenance() if hasattr(reranker, "provenance") else {}
-    stats = reranker.stats() if hasattr(reranker, "stats") else {}
-    return StageResult(run, time.perf_counter() - started, provenance=provenance, stats=stats)
 
 
 def _kept(run_dir: Path, board: Path, digest: str) -> Outcome | None:
@@ -157,7 +133,6 @@ def run_experiment(cfg: DictConfig) -> Outcome:
     started = time.perf_counter()
     measures = parse_measures(list(cfg.measures))
     runs = Path(cfg.runs_dir).absolute()
-    java.configure(heap=cfg.java.heap, crash_dir=runs)
     dataset = load_dataset(cfg.dataset, cfg.data_root, Path(cfg.cache_dir))
     queries = select_queries(dataset.queries, cfg.max_queries)
     if empty := [q.qid for q in queries if not q.text.strip()]:
@@ -186,30 +161,27 @@ def _compute(
 ) -> Outcome:
     """Both stages, the measures, the run folder and its leaderboard row."""
     digest = run_dir.name
-    first = first_stage_run(cfg.retriever, dataset.corpus, queries, Path(cfg.cache_dir))
-    second = second_stage(cfg, dataset, queries, first.run)
-    aggregate, per_query = evaluate(second.run, {q.qid: dataset.qrels[q.qid] for q in queries}, measures)
+    pipeline = Pipeline.from_config(cfg)
+    result = run_pipeline(pipeline, dataset.corpus, queries, Path(cfg.cache_dir))
+    aggregate, per_query = evaluate(result.run, {q.qid: dataset.qrels[q.qid] for q in queries}, measures)
+    first, rerank = result.stages[0], result.stages[1:]
     timings = {
         "index_s": first.index_seconds,
         "retrieve_s": first.seconds,
-        "rerank_s": second.seconds,
+        "rerank_s": sum(stage.seconds for stage in rerank),
         "total_s": time.perf_counter() - started,
     }
     row = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": cfg.dataset.name,
-        "retriever": cfg.retriever.name,
-        **row_columns(cfg.retriever),
-        "reranker": cfg.reranker.get("name", "none"),
-        **second.provenance,
-        "system": system_name(cfg),
+        **stage_columns(pipeline, result),
+        "system": pipeline.name,
         "config_hash": digest,
         "git_commit": git_commit(),
         "max_queries": "" if cfg.max_queries is None else cfg.max_queries,
         "num_queries": len(queries),
         **{k: f"{v:.4f}" for k, v in aggregate.items()},
         **{k: f"{v:.3f}" for k, v in timings.items()},
-        **{f"rerank_{k}": v for k, v in second.stats.items() if isinstance(v, int | float)},  # e.g. LLM calls, tokens
         "peak_rss_mb": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
         "run_path": str(run_dir),
     }
@@ -219,10 +191,39 @@ def _compute(
         "qrels_unknown_queries": len(dataset.unknown_qrels_queries),
         "dataset_fingerprint": dataset.fingerprint,
         "dataset_source": dataset.source,
-        "reranker_stats": second.stats,
-        "cache": first.cache,  # cache entries the first stage reused or built: {"lucene": {"hit": 1}, ...}
+        "pipeline": pipeline.describe(),
+        **{f"{stage.slot}_stats": done.stats for stage, done in zip(pipeline.rerankers, rerank, strict=True)},
+        # cache entries each stage reused or built ({"first-stage": {"hit": 1}, "stages": {"built": 1}}), so a
+        # rerun can be shown to have reused its index and runs (tests assert it, not timings)
+        "cache": _merged([stage.cache for stage in result.stages]),
+        "stage_cache": {stage.slot: done.cache for stage, done in zip(pipeline.stages, result.stages, strict=True)},
         "row": row,
     }
-    write_run_dir(run_dir, second.run, metrics, per_query, OmegaConf.to_yaml(cfg, resolve=True), system_name(cfg))
+    write_run_dir(run_dir, result.run, metrics, per_query, OmegaConf.to_yaml(cfg, resolve=True), pipeline.name)
     leaderboard.append(board, row)
     return Outcome(run_dir, aggregate, row)
+
+
+def stage_columns(pipeline: Pipeline, result: PipelineRun) -> dict[str, Any]:
+    """Leaderboard columns naming every stage: ``retriever``, ``reranker``, ``reranker2``..., each with
+    the columns its class derives (``retriever_index``) or reports (``reranker_model``), its depth, and
+    numeric stats (``rerank_pairs_scored``; ``reranker2_llm_calls``)."""
+    first = pipeline.stages[0]
+    columns: dict[str, Any] = {"retriever": first.name}
+    columns |= {f"retriever_{k}": v for k, v in row_columns(first.cfg).items()}
+    columns["reranker"] = "none"
+    for stage, done in zip(pipeline.rerankers, result.stages[1:], strict=True):
+        columns[stage.slot] = stage.name
+        columns[f"{stage.slot}_depth"] = stage.depth
+        columns |= {f"{stage.slot}_{k}": v for k, v in {**row_columns(stage.cfg), **done.provenance}.items()}
+        prefix = "rerank" if stage.slot == "reranker" else stage.slot  # rerank_*: the name rows always had
+        columns |= {f"{prefix}_{k}": v for k, v in done.stats.items() if isinstance(v, int | float)}
+    return columns
+
+
+def _merged(tallies: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    merged: dict[str, Counter[str]] = defaultdict(Counter)
+    for tally in tallies:
+        for kind, counts in tally.items():
+            merged[kind].update(counts)
+    return {kind: dict(counts) for kind, counts in merged.items()}

@@ -18,14 +18,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import ir_measures
 from filelock import FileLock
 
 from rankbench.harness import significance
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.errors import RankbenchError
 
-LEADING = ["timestamp", "dataset", "retriever", "reranker", "reranker_model", "reranker_model_hash"]
-LEADING += ["reranker_interpolate", "system"]
+STAGE_COLUMNS = ["", "_depth", "_model", "_model_hash", "_interpolate"]  # per reranking slot (harness/pipeline.py)
+LEADING = ["timestamp", "dataset", "retriever"]
+LEADING += [slot + column for slot in ("reranker", "reranker2", "reranker3") for column in STAGE_COLUMNS]
+LEADING += ["system"]
 LEADING += ["config_hash", "git_commit"]
 LEADING += ["max_queries", "num_queries"]
 TRAILING = ["index_s", "retrieve_s", "rerank_s", "total_s", "peak_rss_mb", "run_path"]
@@ -79,9 +82,18 @@ def latest(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def measures_of(rows: list[dict[str, str]]) -> list[str]:
-    """Measure columns with a value in at least one of ``rows``, in file order."""
-    columns = [c for c in (rows[0] if rows else {}) if c not in LEADING and c not in TRAILING]
+    """Measure columns with a value in at least one of ``rows``, in file order; not the columns that
+    describe a stage (``retriever_index``) or count its work (``rerank_pairs_scored``)."""
+    columns = [c for c in (rows[0] if rows else {}) if c not in LEADING and c not in TRAILING and _is_measure(c)]
     return [c for c in columns if any(row.get(c) for row in rows)]
+
+
+def _is_measure(column: str) -> bool:
+    try:
+        ir_measures.parse_measure(column)
+    except (ValueError, NameError, SyntaxError, TypeError):
+        return False
+    return True
 
 
 def _float(value: str | None) -> float | None:

@@ -1,38 +1,36 @@
-"""Pointwise reranking shared by every scorer: depth cut, score cache, stable tail.
+"""Reranking shared by every reranker: depth cut, stable tail, and for scorers the score cache.
 
-A scorer only turns (query, document) pairs into scores. This driver reranks the top
+A pointwise scorer only turns (query, document) pairs into scores. This driver reranks the top
 ``depth`` hits of each query, fetches cached scores first and scores only the missing pairs,
-and keeps every hit below the depth in its first-stage order beneath the reranked ones.
-With ``interpolate`` the head is ordered by a weighted sum of reranker and first-stage scores;
-a named weight (``interpolate=dev``) is the number the scorer resolved it to (its ``interpolate``).
+and keeps every hit below the depth in its earlier order beneath the reranked ones. With an
+interpolation weight the head is ordered by a weighted sum of reranker and earlier scores.
+A listwise reranker gets only the heads, and must give back a permutation of each.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from tqdm import tqdm
 
-from rankbench.harness.errors import ConfigError, DataError
+from rankbench.harness.components import Listwise, Pointwise
+from rankbench.harness.errors import DataError
 from rankbench.harness.fusion import normalize
 from rankbench.harness.score_cache import ScoreCache
-from rankbench.harness.types import Corpus, Doc, Query, Run
+from rankbench.harness.types import Corpus, Query, Run
 
 
-class PointwiseScorer(Protocol):
-    def score(self, pairs: list[tuple[Query, Doc]]) -> list[float]: ...
+class ContractError(DataError):
+    """A component gave back something its contract (harness/components.py) rules out."""
 
 
 def rerank_pointwise(
-    scorer: PointwiseScorer,
+    scorer: Pointwise,
     queries: list[Query],
     run: Run,
     corpus: Corpus,
     depth: int,
     cache: ScoreCache,
-    interpolate: float | str | None = None,
+    weight: float | None = None,
 ) -> Run:
-    weight = interpolation_weight(scorer, interpolate)
     wanted = {docid for q in queries for docid, _ in run.get(q.qid, [])[:depth]}
     docs = corpus.get_many(wanted)
     if missing := wanted - docs.keys():
@@ -53,16 +51,6 @@ def rerank_pointwise(
     return reranked
 
 
-def interpolation_weight(scorer: PointwiseScorer, interpolate: float | str | None) -> float | None:
-    """A number as configured; a name (``dev``) as the scorer resolved it from its model folder."""
-    if not isinstance(interpolate, str):
-        return interpolate
-    resolved = getattr(scorer, "interpolate", None)
-    if not isinstance(resolved, int | float):
-        raise ConfigError(f"reranker.interpolate={interpolate!r}: this reranker resolves no named weight")
-    return float(resolved)
-
-
 def interpolated(scores: dict[str, float], first: list[tuple[str, float]], weight: float) -> dict[str, float]:
     """(1 - weight) z(reranker) + weight z(first stage), z-scores per query over the reranked head.
 
@@ -77,3 +65,20 @@ def interpolated(scores: dict[str, float], first: list[tuple[str, float]], weigh
 def beneath(tail: list[tuple[str, float]], floor: float) -> list[tuple[str, float]]:
     """First-stage order below the reranked head, with scores that keep that order."""
     return [(docid, floor - 1.0 - i) for i, (docid, _) in enumerate(tail)]
+
+
+def rerank_listwise(reranker: Listwise, queries: list[Query], run: Run, corpus: Corpus, depth: int) -> Run:
+    """The reranker reorders each query's top ``depth``; the rest keeps its order beneath."""
+    heads = {q.qid: run.get(q.qid, [])[:depth] for q in queries}
+    reordered = reranker.rerank(queries, heads, corpus)
+    reranked: Run = {}
+    for query in queries:
+        head, ordered = heads[query.qid], reordered.get(query.qid, [])
+        if sorted(d for d, _ in ordered) != sorted(d for d, _ in head):
+            raise ContractError(
+                f"{type(reranker).__name__}.rerank returned for query {query.qid} {len(ordered)} documents that "
+                f"are not a permutation of the {len(head)} it was given"
+            )
+        floor = min((score for _, score in ordered), default=0.0)
+        reranked[query.qid] = list(ordered) + beneath(run.get(query.qid, [])[depth:], floor)
+    return reranked

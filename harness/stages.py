@@ -14,29 +14,19 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rankbench.harness import cache
+from rankbench.harness.components import Component
 from rankbench.harness.runfile import read_trec_run, write_trec_run
 from rankbench.harness.types import Corpus, Query, Run
 
 log = logging.getLogger(__name__)
 
-# Keys that change how fast a run goes, not what it computes: left out of every hash
-# (BM25's numpy and anserini engines give the same run, as tests/test_bm25_fast.py checks).
-RUNTIME_KEYS = {
-    "engine",
-    "threads",
-    "batch_size",
-    "device",
-    "path",
-    "overwrite",
-    "data_root",
-    "runs_dir",
-    "cache_dir",
-    "java",
-    "shard_size",
-    "memory_limit",
-    "distributed",  # where dense corpus shards are encoded (retrievers/ray_encoding.py): same vectors
-    "ray",
-}
+# The harness's own settings, which may appear inside a component's config through interpolation
+# (``cache_dir: ${cache_dir}``) but never change what it computes. Each component class adds its own
+# (harness/components.py: ``RUNTIME_KEYS``), so the harness names no method's settings.
+HARNESS_KEYS = frozenset({"path", "overwrite", "data_root", "runs_dir", "cache_dir"})
+# Classes are hashed by their path inside the package, as before rankbench was one namespace, so the
+# caches and run hashes made then stay valid.
+_PACKAGE = "rankbench."
 
 
 @dataclass
@@ -51,12 +41,23 @@ class StageResult:
     cache: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def strip_runtime(node: Any) -> Any:
+def strip_runtime(node: Any, keys: frozenset[str] = HARNESS_KEYS) -> Any:
+    """``node`` without the keys that never change results: the harness's, and at each ``_target_``
+    those its class declares (applied to that node and the plain settings nested under it)."""
     if isinstance(node, dict):
-        return {k: strip_runtime(v) for k, v in node.items() if k not in RUNTIME_KEYS}
+        if isinstance(target := node.get("_target_"), str):
+            keys = HARNESS_KEYS | _component_class(target).runtime_keys()
+            node = {**node, "_target_": target.removeprefix(_PACKAGE)}
+        return {k: strip_runtime(v, keys) for k, v in node.items() if k not in keys}
     if isinstance(node, list):
-        return [strip_runtime(v) for v in node]
+        return [strip_runtime(v, keys) for v in node]
     return node
+
+
+def _component_class(target: str) -> type[Component]:
+    """The class a ``_target_`` names; classes outside the contract count as having no runtime keys."""
+    found = get_class(target)
+    return found if isinstance(found, type) and issubclass(found, Component) else Component
 
 
 def resolved(value: Any) -> Any:
@@ -69,21 +70,17 @@ def queries_digest(queries: list[Query]) -> str:
 
 
 def content_identity(component: DictConfig | None) -> Any | None:
-    """What decides a component's output beyond its config: the content of a model folder the config
-    only names (retrained in place, it keeps its name). From the class's ``cache_identity(cfg)``."""
+    """What decides a component's output beyond its config (``cache_identity``, harness/components.py)."""
     if component is None or not component.get("_target_"):
         return None
-    component_class = get_class(component._target_)
-    return component_class.cache_identity(component) if hasattr(component_class, "cache_identity") else None
+    return _component_class(component._target_).cache_identity(component)
 
 
 def row_columns(component: DictConfig | None) -> dict[str, str]:
-    """Leaderboard columns a component's class derives from its config (``row_columns(cfg)``), such as
-    the dense index type: settings that tell an approximate run from an exact one at a glance."""
+    """Leaderboard columns a component's class derives from its config (``row_columns``)."""
     if component is None or not component.get("_target_"):
         return {}
-    component_class = get_class(component._target_)
-    return component_class.row_columns(component) if hasattr(component_class, "row_columns") else {}
+    return _component_class(component._target_).row_columns(component)
 
 
 def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path) -> StageResult:
@@ -98,16 +95,7 @@ def _cached_run(
 ) -> tuple[Run, float, float]:
     """(run, retrieve seconds, index seconds); apart from ``first_stage_run`` because the run's own
     cache entry is counted when its lock is released, which must happen inside the tally."""
-    retriever_class = get_class(retriever_cfg._target_)
-    key = {
-        "kind": "first-stage-run",
-        "retriever": resolved(retriever_cfg),
-        "code": getattr(retriever_class, "CACHE_VERSION", 0),
-        "corpus": corpus.fingerprint,
-        "queries": queries_digest(queries),
-    }
-    if (identity := content_identity(retriever_cfg)) is not None:
-        key["identity"] = identity
+    key = first_stage_key(retriever_cfg, corpus, queries)
     root = cache_dir / "first-stage"
     started = time.perf_counter()
     with cache.locked(root, key):
@@ -123,3 +111,17 @@ def _cached_run(
         with cache.build(root, key) as tmp:
             write_trec_run(run, tmp / "run.trec", tag=retriever_cfg.name)
     return run, done - indexed, indexed - started
+
+
+def first_stage_key(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query]) -> dict[str, Any]:
+    """What decides a first-stage run; later stages' keys build on it (harness/pipeline.py)."""
+    key = {
+        "kind": "first-stage-run",
+        "retriever": resolved(retriever_cfg),
+        "code": _component_class(retriever_cfg._target_).CACHE_VERSION,
+        "corpus": corpus.fingerprint,
+        "queries": queries_digest(queries),
+    }
+    if (identity := content_identity(retriever_cfg)) is not None:
+        key["identity"] = identity
+    return key

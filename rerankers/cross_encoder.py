@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from rankbench.harness.components import Pointwise
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import NotAnEncoder, resolve_model, weights_digest
 from rankbench.harness.types import Doc, Query
@@ -87,31 +88,25 @@ def pair_scores(logits: torch.Tensor) -> torch.Tensor:
     raise ConfigError(f"a cross-encoder needs 1 or 2 output labels, this model has {logits.shape[-1]}")
 
 
-class CrossEncoder:
+class CrossEncoder(Pointwise):
     """Pointwise reranker over a Hugging Face sequence-classification model."""
 
     def __init__(
         self,
         model: str,
         name: str = "cross_encoder",
-        depth: int = 100,
         max_length: int | None = 512,
         batch_size: int = 32,
         dtype: str = "auto",
         threads: int | None = 2,
-        interpolate: float | str | None = None,
     ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
-        weight = isinstance(interpolate, int | float) and 0 <= interpolate <= 1
-        if interpolate not in (None, DEV_WEIGHT) and not weight:
-            raise ConfigError(f"reranker.interpolate must be null, dev or a weight in [0, 1], got {interpolate!r}")
-        self.name, self.depth, self.batch_size = name, depth, batch_size
+        self.name, self.batch_size = name, batch_size
         self.folder = resolve_model(model)
         check_cross_encoder(self.folder)
-        self.interpolate = dev_weight(self.folder) if interpolate == DEV_WEIGHT else interpolate
         self.digest = weights_digest(self.folder)
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
@@ -121,16 +116,19 @@ class CrossEncoder:
         self.pairs_scored = 0
         self.pairs_truncated = 0  # documents cut at max_length, counted over this reranker's life
 
-    @staticmethod
-    def cache_identity(cfg: DictConfig) -> dict[str, str]:
+    @classmethod
+    def cache_identity(cls, cfg: DictConfig) -> dict[str, str]:
         """What decides the scores beyond the config: the weights and the compute dtype ``auto`` picks."""
         dtype = compute_dtype(cfg.get("dtype", "auto"))
         return {"weights": weights_digest(resolve_model(cfg.model)), "compute_dtype": str(dtype).removeprefix("torch.")}
 
     def provenance(self) -> dict[str, str]:
-        """Leaderboard columns that identify the model and the interpolation weight actually used."""
-        columns = {"reranker_model": str(self.folder.absolute()), "reranker_model_hash": self.digest}
-        return columns | ({} if self.interpolate is None else {"reranker_interpolate": f"{self.interpolate:g}"})
+        """Leaderboard columns that identify the model."""
+        return {"model": str(self.folder.absolute()), "model_hash": self.digest}
+
+    def named_weight(self, name: str) -> float:
+        """``interpolate: dev``: the first-stage weight training chose on its dev queries."""
+        return dev_weight(self.folder) if name == DEV_WEIGHT else super().named_weight(name)
 
     def stats(self) -> dict[str, int]:
         return {"pairs_scored": self.pairs_scored, "pairs_truncated": self.pairs_truncated}

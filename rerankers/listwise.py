@@ -19,8 +19,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from rankbench.harness.components import Listwise
 from rankbench.harness.errors import ConfigError, DataError
-from rankbench.harness.rerank import beneath
 from rankbench.harness.types import Corpus, Query, Run
 from rankbench.rerankers.cross_encoder import doc_text
 from rankbench.rerankers.llm.base import ChatBackend, LLMCallFailed, Messages
@@ -72,13 +72,12 @@ class QueryStats:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-class ListwiseReranker:
+class ListwiseReranker(Listwise):
     def __init__(
         self,
         llm: ChatBackend,
         prompt: dict[str, Any],
         strategy: str = "sliding",
-        depth: int = 100,
         window: int = 20,
         stride: int = 10,
         passage_tokens: int = 100,
@@ -97,20 +96,18 @@ class ListwiseReranker:
             self.prompt = Prompt(**prompt)
         except TypeError as e:
             raise ConfigError(f"reranker.prompt: {e}; expected the keys of conf/prompt/rankgpt.yaml") from None
-        sliding_windows(depth, window, stride)  # validates window and stride now, not mid-run
-        labels(window if strategy != "full" else min(depth, 26), self.prompt.identifiers)
+        sliding_windows(window, window, stride)  # validates window and stride now, not mid-run
+        if strategy != "full":
+            labels(window, self.prompt.identifiers)
         self.llm, self.strategy, self.name = llm, strategy, name
-        self.depth, self.window, self.stride = depth, window, stride
+        self.window, self.stride = window, stride
         self.passage_tokens, self.max_new_tokens = passage_tokens, max_new_tokens
         self.cache = ResponseCache(Path(cache_dir) / "llm-answers", llm.identity())
         self.per_query: dict[str, QueryStats] = {}
 
     def provenance(self) -> dict[str, str]:
         identity = self.llm.identity()
-        return {
-            "reranker_model": self.llm.model,
-            "reranker_model_hash": identity.get("weights", identity.get("base_url", "")),
-        }
+        return {"model": self.llm.model, "model_hash": identity.get("weights", identity.get("base_url", ""))}
 
     def stats(self) -> dict[str, Any]:
         total = QueryStats()
@@ -130,8 +127,11 @@ class ListwiseReranker:
             "per_query": {qid: asdict(stats) for qid, stats in self.per_query.items()},
         }
 
-    def rerank(self, queries: list[Query], run: Run, corpus: Corpus) -> Run:
-        heads = {q.qid: [docid for docid, _ in run.get(q.qid, [])[: self.depth]] for q in queries}
+    def rerank(self, queries: list[Query], heads: Run, corpus: Corpus) -> Run:
+        """Each head reordered, scored by rank (the best gets the head's length)."""
+        heads = {q.qid: [docid for docid, _ in heads.get(q.qid, [])] for q in queries}
+        if self.strategy == "full":  # one window over the whole head: its identifiers must suffice
+            labels(max(map(len, heads.values()), default=0), self.prompt.identifiers)
         wanted = {docid for head in heads.values() for docid in head}
         docs = corpus.get_many(wanted)
         if missing := wanted - docs.keys():
@@ -142,8 +142,7 @@ class ListwiseReranker:
             jobs = pool.map(lambda q: (q, self._order(q, heads[q.qid], passages)), queries)
             for query, (order, stats) in tqdm(jobs, total=len(queries), unit="query", desc=self.name):
                 self.per_query[query.qid] = stats
-                head = [(docid, float(len(order) - i)) for i, docid in enumerate(order)]
-                reranked[query.qid] = head + beneath(run.get(query.qid, [])[self.depth :], 1.0)
+                reranked[query.qid] = [(docid, float(len(order) - i)) for i, docid in enumerate(order)]
         return reranked
 
     def _order(self, query: Query, head: list[str], passages: dict[str, str]) -> tuple[list[str], QueryStats]:
@@ -158,7 +157,7 @@ class ListwiseReranker:
     def _window(self, query: Query, docids: list[str], passages: dict[str, str], stats: QueryStats) -> list[str]:
         messages = self.prompt.messages(query.text, [passages[d] for d in docids])
         max_tokens = self.max_new_tokens or 6 * len(docids) + 8
-        self._check_fits(query, messages, max_tokens)
+        self._check_fits(query, messages, max_tokens, len(docids))
         decoding = {"strategy": self.strategy, "max_tokens": max_tokens, "temperature": 0}
         key = request_key(messages, decoding)
         answer = self.cache.get(key)
@@ -198,7 +197,7 @@ class ListwiseReranker:
             "completion_tokens": completion.completion_tokens,
         }
 
-    def _check_fits(self, query: Query, messages: Messages, max_tokens: int) -> None:
+    def _check_fits(self, query: Query, messages: Messages, max_tokens: int, candidates: int) -> None:
         """Refuse a prompt the model cannot read whole, rather than let the server cut it."""
         limit = self.llm.context_length
         if not limit:
@@ -206,7 +205,7 @@ class ListwiseReranker:
         needed = sum(self.llm.count_tokens(m["content"]) + 8 for m in messages) + max_tokens
         if needed > limit:
             raise ConfigError(
-                f"query {query.qid}: the {self.strategy} prompt for {self.depth} candidates needs about {needed} "
+                f"query {query.qid}: the {self.strategy} prompt for {candidates} candidates needs about {needed} "
                 f"tokens with the answer, beyond the model's {limit}; lower reranker.depth or "
                 "reranker.passage_tokens, or use reranker.strategy=sliding"
             )

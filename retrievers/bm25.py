@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rankbench.harness import cache, java
+from rankbench.harness.components import Retriever
 from rankbench.harness.errors import ConfigError, DataError
 from rankbench.harness.memory import check_memory
 from rankbench.harness.runfile import read_trec_run
@@ -55,8 +56,11 @@ _REMEDIES = (
 )
 
 
-class BM25:
+class BM25(Retriever):
     """Lucene BM25; ``multifield`` indexes title and text as separate fields."""
+
+    # numpy and anserini give the same run (tests/test_bm25_fast.py); java holds the JVM's heap.
+    RUNTIME_KEYS = frozenset({"engine", "memory_limit", "java"})
 
     # Bump when a code change alters runs, so cached first-stage runs are not reused.
     # 2: the multifield index now holds the title field.
@@ -74,6 +78,7 @@ class BM25:
         name: str = "bm25",
         engine: str = "numpy",
         memory_limit: str | int = "auto",
+        java: dict | None = None,
     ):
         if k1 < 0 or not 0 <= b <= 1:
             raise ConfigError(f"retriever.k1 must be >= 0 and retriever.b in [0, 1], got k1={k1} b={b}")
@@ -97,7 +102,11 @@ class BM25:
         self.index_dir: Path | None = None
         self.postings_dir: Path | None = None  # the numpy engine's exported postings
         self._scorer: LuceneBM25 | None = None
-        self.stats: dict[str, float] = {}  # build timings, when index() built rather than reused
+        self.heap = (java or {}).get("heap", "2g")  # -Xmx of the JVM that runs Lucene
+        self.build_stats: dict[str, float] = {}  # build timings, when index() built rather than reused
+
+    def stats(self) -> dict[str, float]:
+        return self.build_stats
 
     def index(self, corpus: Corpus, cache_dir: Path) -> None:
         """Reuse or build (atomically) the Lucene index, and for the numpy engine its exported postings.
@@ -105,7 +114,8 @@ class BM25:
         Two cache entries, so an interrupted export never costs the indexing again, and the
         anserini engine never pays for an export it does not read.
         """
-        self.stats = {}
+        self.build_stats = {}
+        java.configure(heap=self.heap, crash_dir=cache_dir)
         index_key = {
             "kind": "lucene-index",
             "corpus": corpus.fingerprint,
@@ -132,7 +142,7 @@ class BM25:
         weights = dict(self.field_weights) if self.multifield else {"contents": 1.0}
         self.postings_dir = postings
         self._scorer = LuceneBM25(postings, self.k1, self.b, weights, self.threads)
-        self.stats["postings"] = self._scorer.num_postings
+        self.build_stats["postings"] = self._scorer.num_postings
 
     def _exporter(self, index_dir: Path) -> Callable[[Path], None]:
         def export(out: Path) -> None:
@@ -150,7 +160,7 @@ class BM25:
                 with cache.build(root, key) as tmp:
                     started = time.perf_counter()
                     make(tmp / "data")
-                    self.stats[timing] = time.perf_counter() - started
+                    self.build_stats[timing] = time.perf_counter() - started
                 found = cache.lookup(root, key)
                 assert found is not None, f"freshly built {root.name} entry failed verification"
             else:

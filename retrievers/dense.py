@@ -22,6 +22,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from rankbench.harness import cache
+from rankbench.harness.components import Retriever
 from rankbench.harness.embeddings import STORAGE_DTYPES, Embeddings, ShardEncoding, corpus_embeddings
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.extras import missing_extra
@@ -83,8 +84,11 @@ def _distribution(distributed: str, ray: dict | None) -> dict | None:
     return ray_settings(ray)
 
 
-class Dense:
+class Dense(Retriever):
     """Bi-encoder retrieval; pooling, normalisation and prefixes follow the model's own config."""
+
+    # Where and in what pieces the corpus is encoded, and the memory guard: the same vectors either way.
+    RUNTIME_KEYS = frozenset({"shard_size", "memory_limit", "distributed", "ray"})
 
     CACHE_VERSION = 1
 
@@ -226,8 +230,8 @@ class Dense:
             index.nprobe = self.ivf["nprobe"]
         return index
 
-    @staticmethod
-    def row_columns(cfg: DictConfig) -> dict[str, str]:
+    @classmethod
+    def row_columns(cls, cfg: DictConfig) -> dict[str, str]:
         """The leaderboard's ``retriever_index``: the index type and every parameter that shapes its results."""
         kind = cfg.get("index", "flat")
         params = {"hnsw": ("m", "ef_construction", "ef_search"), "ivf": ("nlist", "nprobe", "train_size")}
@@ -239,7 +243,7 @@ class Dense:
                 f"pq.bits={cfg.pq.bits}",
                 f"pq.refine={cfg.pq.get('refine', PQ_DEFAULTS['refine'])}",
             ]
-        return {"retriever_index": " ".join(parts)}
+        return {"index": " ".join(parts)}
 
     def index_settings(self) -> dict[str, object]:
         """The index type and the parameters that shape it (what an approximate run must be told apart by)."""

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from rankbench.harness.cache import file_digest
+from rankbench.harness.components import Retriever
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import ModelUnavailable, resolve_model
 from rankbench.harness.types import Corpus, Query, Run
@@ -22,7 +23,7 @@ from rankbench.retrievers.generative_model import CONFIG_FILE, DOCIDS_FILE, WEIG
 log = logging.getLogger(__name__)
 
 
-class Generative:
+class Generative(Retriever):
     """Constrained beam search over the corpus' ids; ``hits`` ids per query, best first."""
 
     CACHE_VERSION = 1
@@ -47,8 +48,8 @@ class Generative:
         self.batch_size, self.threads, self.remove_query = batch_size, threads, remove_query
         self.model: GenerativeRetriever | None = None
 
-    @staticmethod
-    def cache_identity(cfg: DictConfig) -> str:
+    @classmethod
+    def cache_identity(cls, cfg: DictConfig) -> str:
         """The model's content (weights and id map): a folder retrained in place must not serve old runs."""
         folder = _model_folder(str(cfg.model))
         return "-".join(file_digest(folder / name) for name in (CONFIG_FILE, DOCIDS_FILE, WEIGHTS_FILE))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from rankbench.harness.components import Retriever
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.fusion import linear, rrf
 from rankbench.harness.stages import first_stage_run
@@ -18,7 +19,7 @@ from rankbench.harness.types import Corpus, Query, Run
 METHODS = ("rrf", "linear")
 
 
-class Hybrid:
+class Hybrid(Retriever):
     CACHE_VERSION = 1
 
     def __init__(

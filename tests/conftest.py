@@ -38,7 +38,7 @@ def run_python(
 
 
 def cache_use(run_dir: Path | str) -> dict[str, dict[str, int]]:
-    """The cache entries a run's first stage reused or built, as its metrics.json records them."""
+    """The cache entries a run's stages reused or built, as its metrics.json records them."""
     return json.loads((Path(run_dir) / "metrics.json").read_text())["cache"]
 
 

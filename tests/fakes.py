@@ -7,16 +7,17 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
+from rankbench.harness.components import Pointwise
 from rankbench.harness.types import Doc, Query
 
 
-class ScriptedLengthScorer:
+class ScriptedLengthScorer(Pointwise):
     """Scores a pair by the document's text length; records every pair it was asked to score."""
 
     calls: ClassVar[list[tuple[str, str]]] = []
 
-    def __init__(self, name: str = "length", depth: int = 100) -> None:
-        self.name, self.depth = name, depth
+    def __init__(self, name: str = "length") -> None:
+        self.name = name
 
     def score(self, pairs: list[tuple[Query, Doc]]) -> list[float]:
         ScriptedLengthScorer.calls += [(q.qid, d.docid) for q, d in pairs]

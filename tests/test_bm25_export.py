@@ -153,7 +153,7 @@ def test_memory_refusal_names_the_setting_and_keeps_the_index(tiny_beir: Path, t
         BM25(memory_limit="100B").index(corpus, tmp_path)
     kept = BM25(engine="anserini")
     kept.index(corpus, tmp_path)
-    assert "lucene_index_s" not in kept.stats  # the refused run's Lucene index was kept and reused
+    assert "lucene_index_s" not in kept.stats()  # the refused run's Lucene index was kept and reused
     roomy = BM25(memory_limit="1GB")
     roomy.index(corpus, tmp_path)
     assert roomy.retrieve([Query("q1", "do goldfish grow")])["q1"][0][0] == "d1"

@@ -171,11 +171,12 @@ def test_interpolate_dev_uses_the_weight_recorded_in_training_json(trained, make
 
 def test_interpolate_dev_without_a_dev_weight_names_the_file_and_the_key(trained):
     """The fixture trains without --dev-queries, so its training.json records no dev evaluation."""
+    scorer = CrossEncoder(str(trained["full"]))
     with pytest.raises(ConfigError, match=r"dev\[-1\]\.best_interpolation_weight") as error:
-        CrossEncoder(str(trained["full"]), interpolate="dev")
+        scorer.named_weight("dev")
     assert str(trained["full"] / "training.json") in str(error.value) and "no dev evaluation" in str(error.value)
-    with pytest.raises(ConfigError, match="must be null, dev or a weight"):
-        CrossEncoder(str(trained["full"]), interpolate="best")
+    with pytest.raises(ConfigError, match="interpolate='best': CrossEncoder resolves no named weight"):
+        scorer.named_weight("best")
 
 
 def test_long_documents_are_truncated_and_counted(tmp_path: Path):

@@ -111,12 +111,13 @@ def test_reranker_sweep_reuses_first_stage_and_scores(make_cfg, tmp_path: Path, 
     ScriptedLengthScorer.calls = []
     reranker = [f"dataset.path={data}", "+reranker._target_=tests.fakes.ScriptedLengthScorer", "reranker.name=length"]
     shallow = run_experiment(make_cfg(*reranker, "+reranker.depth=1"))
-    assert shallow.run_dir.parent.name == "bm25>>length"
+    assert shallow.run_dir.parent.name == "bm25+length"  # safe to type in a shell
     assert len(ScriptedLengthScorer.calls) == 1
     with caplog.at_level(logging.INFO):
         deep = run_experiment(make_cfg(*reranker, "+reranker.depth=3"))
     assert "first stage bm25 from cache" in caplog.text
-    assert cache_use(deep.run_dir) == {"first-stage": {"hit": 1}}
+    # the first stage and the document store were reused; the deeper rerank is a new stage entry
+    assert cache_use(deep.run_dir) == {"first-stage": {"hit": 1}, "docstore": {"hit": 1}, "stages": {"built": 1}}
     assert len(ScriptedLengthScorer.calls) == 3  # the depth-1 pair came from the score cache
     assert len(set(ScriptedLengthScorer.calls)) == 3
     ranked = [line.split()[2] for line in (deep.run_dir / "run.trec").read_text().splitlines()]

@@ -1,8 +1,10 @@
 """The listwise reranker end to end with the real SmolLM2-135M weights (GGUF, via transformers)."""
 
 import json
+import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +12,7 @@ from rankbench.harness.errors import ConfigError
 from rankbench.harness.experiment import run_experiment
 from rankbench.harness.runfile import read_trec_run
 from rankbench.rerankers.windows import sliding_windows
-from tests.conftest import cached_answers
+from tests.conftest import cache_use, cached_answers
 
 QUERIES, DEPTH, WINDOW, STRIDE = 3, 10, 5, 3
 SMALL = [f"max_queries={QUERIES}", f"reranker.depth={DEPTH}", f"reranker.window={WINDOW}", f"reranker.stride={STRIDE}"]
@@ -48,8 +50,13 @@ def test_reranks_a_permutation_records_calls_and_a_rerun_makes_none(make_cfg, re
     assert int(outcome.row["rerank_llm_calls"]) == windows
 
     again = run_experiment(listwise(make_cfg, f"reranker={reranker}", "overwrite=true"))
-    assert stats_of(again)["llm_calls"] == 0 and stats_of(again)["llm_cached"] == windows
+    assert cache_use(again.run_dir)["stages"] == {"hit": 1}  # the stage's run was reused: no model loaded
     assert read_trec_run(again.run_dir / "run.trec") == reranked
+    shutil.rmtree(Path(again.row["run_path"]).parents[2] / "cache" / "stages")  # runs/cache/stages
+    answered = run_experiment(listwise(make_cfg, f"reranker={reranker}", "overwrite=true"))
+    assert cache_use(answered.run_dir)["stages"] == {"built": 1}
+    assert stats_of(answered)["llm_calls"] == 0 and stats_of(answered)["llm_cached"] == windows  # answer cache
+    assert read_trec_run(answered.run_dir / "run.trec") == reranked
 
 
 @pytest.mark.slow
