@@ -129,15 +129,39 @@ def one_run_at_a_time(runs: Path, digest: str) -> Iterator[None]:
         lock.release()
 
 
-def run_experiment(cfg: DictConfig) -> Outcome:
-    started = time.perf_counter()
+@dataclass
+class Evaluation:
+    """A pipeline's run scored on the selected queries, before anything is written."""
+
+    pipeline: Pipeline
+    result: PipelineRun
+    aggregate: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+
+
+def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> tuple[Dataset, list[Query], list[Any]]:
+    """The dataset (loaded unless given), the queries ``max_queries`` selects and the parsed measures."""
     measures = parse_measures(list(cfg.measures))
-    runs = Path(cfg.runs_dir).absolute()
-    dataset = load_dataset(cfg.dataset, cfg.data_root, Path(cfg.cache_dir))
+    dataset = dataset or load_dataset(cfg.dataset, cfg.data_root, Path(cfg.cache_dir))
     queries = select_queries(dataset.queries, cfg.max_queries)
     if empty := [q.qid for q in queries if not q.text.strip()]:
         log.warning("%d queries have empty text and will retrieve nothing: %s", len(empty), ", ".join(empty[:10]))
     warn_self_judgements(cfg, dataset)
+    return dataset, queries, measures
+
+
+def evaluate_pipeline(cfg: DictConfig, dataset: Dataset, queries: list[Query], measures: list[Any]) -> Evaluation:
+    """Every stage (each from its cache when it ran before), then the measures."""
+    pipeline = Pipeline.from_config(cfg)
+    result = run_pipeline(pipeline, dataset.corpus, queries, Path(cfg.cache_dir))
+    aggregate, per_query = evaluate(result.run, {q.qid: dataset.qrels[q.qid] for q in queries}, measures)
+    return Evaluation(pipeline, result, aggregate, per_query)
+
+
+def run_experiment(cfg: DictConfig) -> Outcome:
+    started = time.perf_counter()
+    runs = Path(cfg.runs_dir).absolute()
+    dataset, queries, measures = prepare(cfg)
     digest = config_hash(cfg, dataset)
     run_dir = runs / cfg.dataset.name / system_name(cfg) / digest
     board = runs / "leaderboard.csv"
@@ -159,11 +183,10 @@ def _compute(
     board: Path,
     started: float,
 ) -> Outcome:
-    """Both stages, the measures, the run folder and its leaderboard row."""
+    """Every stage, the measures, the run folder and its leaderboard row."""
     digest = run_dir.name
-    pipeline = Pipeline.from_config(cfg)
-    result = run_pipeline(pipeline, dataset.corpus, queries, Path(cfg.cache_dir))
-    aggregate, per_query = evaluate(result.run, {q.qid: dataset.qrels[q.qid] for q in queries}, measures)
+    scored = evaluate_pipeline(cfg, dataset, queries, measures)
+    pipeline, result, aggregate, per_query = scored.pipeline, scored.result, scored.aggregate, scored.per_query
     first, rerank = result.stages[0], result.stages[1:]
     timings = {
         "index_s": first.index_seconds,

@@ -34,7 +34,7 @@ def write_run_dir(
             writer = csv.writer(f)
             writer.writerow(["qid", *names])
             for qid, values in per_query.items():
-                writer.writerow([qid, *(f"{values[m]:.6f}" for m in names)])
+                writer.writerow([qid, *(repr(values[m]) for m in names)])  # exact: tests read them back
         (tmp / "config.yaml").write_text(config_yaml)
         cache.replace_dir(tmp, run_dir)
     finally:
