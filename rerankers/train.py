@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.checkpoint import Checkpoint
+from rankbench.harness.compute import autocast, compute_dtype, dtype_name
 from rankbench.harness.datasets import load_dataset
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.metrics import evaluate, parse_measures
@@ -45,7 +46,6 @@ from rankbench.harness.stages import first_stage_run, resolved
 from rankbench.harness.types import Run
 from rankbench.rerankers.cross_encoder import doc_text, pair_scores, score_pairs, tokenize_pairs
 from rankbench.rerankers.negatives import Example, mine_examples, sample_group
-from rankbench.retrievers.encoder import compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             queries = [query_text[e.qid] for e, group in zip(batch, groups, strict=True) for _ in group]
             texts = [doc_text(docs[d]) for group in groups for d in group]
             inputs = tokenize_pairs(tokenizer, queries, texts, cfg.max_length)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            with autocast(dtype):
                 logits = model(**inputs).logits
             scores = pair_scores(logits).view(len(batch), cfg.negatives + 1)
             loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(batch), dtype=torch.long))
@@ -257,7 +257,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "dev_queries": len(dev),
         "hyperparameters": cfg.learned(),
         "seed": cfg.seed,
-        "compute_dtype": str(dtype).removeprefix("torch."),
+        "compute_dtype": dtype_name(dtype),
         "steps": step,
         "total_steps": total,
         "complete": step >= total,

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.checkpoint import Checkpoint
+from rankbench.harness.compute import autocast, compute_dtype, dtype_name
 from rankbench.harness.datasets import Dataset, load_dataset
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import resolve_model, weights_digest
@@ -43,7 +44,6 @@ from rankbench.harness.recipe import parse_with_recipe
 from rankbench.harness.signals import resumable
 from rankbench.harness.types import Doc
 from rankbench.retrievers.docids import DocIdMap, build_docids, scheme_settings
-from rankbench.retrievers.encoder import compute_dtype
 from rankbench.retrievers.generative_model import WEIGHTS_FILE, GenerativeRetriever
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     with tqdm(total=stop_at, initial=step, unit="step", desc="train") as bar:
         while step < stop_at and time.perf_counter() < deadline:
             epoch, batch = batches.at(step)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            with autocast(dtype):
                 loss = model.loss([e.text for e in batch], [e.target for e in batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -314,7 +314,7 @@ def training_record(cfg, dataset, docids, base, train_set, held_out, state, tota
         "held_out": {"examples": len(held_out), "source": held_out[0].source if held_out else None},
         "hyperparameters": cfg.learned(),
         "seed": cfg.seed,
-        "compute_dtype": str(dtype).removeprefix("torch."),
+        "compute_dtype": dtype_name(dtype),
         "steps": state["step"],
         "total_steps": total,
         "complete": state["step"] >= total,
