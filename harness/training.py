@@ -90,6 +90,9 @@ class TrainConfig:
         )
 
 
+C = TypeVar("C", bound=TrainConfig)
+
+
 class Batches(Generic[T]):
     """The batch of each step: a pure function of (seed, step), so a resume sees the same batches.
 
@@ -268,7 +271,7 @@ def _provenance(trainer: Trainer) -> dict[str, Any]:
     return {"command": shlex.join(command), "versions": versions}
 
 
-def parse_config(config: type[TrainConfig], prog: str, description: str, argv: list[str] | None = None) -> Any:
+def parse_config(config: type[C], prog: str, description: str, argv: list[str] | None = None) -> C:
     """``config`` from the command line: one ``--flag`` per field (``max_length`` -> ``--max-length``)
     over the defaults of a ``--recipe`` file, if given."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
