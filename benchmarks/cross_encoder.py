@@ -34,12 +34,12 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
+from rankbench.harness.compute import native_bf16  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
 from rankbench.harness.models import resolve_model, weights_digest  # noqa: E402
 from rankbench.harness.stages import first_stage_run  # noqa: E402
 from rankbench.harness.types import Doc, Query  # noqa: E402
 from rankbench.rerankers.cross_encoder import CrossEncoder, doc_text  # noqa: E402
-from rankbench.retrievers.encoder import native_bf16  # noqa: E402
 
 log = logging.getLogger("bench.cross_encoder")
 

@@ -25,14 +25,14 @@ import torch
 from omegaconf import DictConfig
 
 from rankbench.harness.components import Pointwise
+from rankbench.harness.compute import compute_dtype, dtype_name, inference, length_sorted
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import NotAnEncoder, resolve_model, weights_digest
 from rankbench.harness.types import Doc, Query
-from rankbench.retrievers.encoder import compute_dtype
 
 log = logging.getLogger(__name__)
 
-TRAIN_HINT = "python -m rerankers.train --base {folder} --out runs/models/my-cross-encoder"
+TRAIN_HINT = "python -m rankbench.rerankers.train --base {folder} --out runs/models/my-cross-encoder"
 DEV_WEIGHT = "dev"  # reranker.interpolate=dev: the weight training chose on its dev queries
 
 
@@ -120,7 +120,7 @@ class CrossEncoder(Pointwise):
     def cache_identity(cls, cfg: DictConfig) -> dict[str, str]:
         """What decides the scores beyond the config: the weights and the compute dtype ``auto`` picks."""
         dtype = compute_dtype(cfg.get("dtype", "auto"))
-        return {"weights": weights_digest(resolve_model(cfg.model)), "compute_dtype": str(dtype).removeprefix("torch.")}
+        return {"weights": weights_digest(resolve_model(cfg.model)), "compute_dtype": dtype_name(dtype)}
 
     def provenance(self) -> dict[str, str]:
         """Leaderboard columns that identify the model."""
@@ -150,13 +150,12 @@ class CrossEncoder(Pointwise):
 def score_pairs(
     model, tokenizer, queries: list[str], docs: list[str], max_length: int, batch_size: int, dtype: torch.dtype
 ) -> list[float]:
-    """Scores in input order, computed in length-sorted batches (longest first: memory peaks at once)."""
-    lengths = [len(q) + len(d) for q, d in zip(queries, docs, strict=True)]
-    order = sorted(range(len(queries)), key=lambda i: -lengths[i])
-    scores = np.empty(len(queries), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    """Scores in input order, computed in length-sorted batches (``rankbench.harness.compute.length_sorted``)."""
+
+    def forward(idx: list[int]) -> np.ndarray:
         batch = tokenize_pairs(tokenizer, [queries[i] for i in idx], [docs[i] for i in idx], max_length)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            scores[idx] = pair_scores(model(**batch).logits).numpy()
-    return scores.tolist()
+        with inference(dtype):
+            return pair_scores(model(**batch).logits).numpy()
+
+    lengths = [len(q) + len(d) for q, d in zip(queries, docs, strict=True)]
+    return length_sorted(lengths, batch_size, forward).tolist()

@@ -5,61 +5,41 @@ No cross-encoder ships on this machine (docs/models.md), so the framework trains
 takes ``batch_queries`` queries, each with 1 judged positive and ``negatives`` hard negatives
 drawn (per epoch, from a seed) out of the framework's own BM25 top-``negatives_depth`` minus
 the positives, and minimises the listwise softmax cross-entropy of the positive within its
-group. AdamW with linear warm-up and decay, gradient clipping, bf16 autocast where the CPU has
-it. Every ``checkpoint_every`` steps the model, optimiser, scheduler, RNG states and step are
-written atomically; rerunning the same command after a kill continues from there, and the
-batches and negatives are a pure function of (seed, epoch), so the resumed run equals an
-uninterrupted one. The result is a Hugging Face folder (weights, tokenizer, ``training.json``)
-that ``reranker.model=<folder>`` uses.
+group. The negatives, like the batches, are a pure function of (seed, epoch), so a resumed run
+equals an uninterrupted one. The loop, optimiser, checkpoints, resume and time budget are
+``rankbench.harness.training``'s. The result is a Hugging Face folder (weights, tokenizer,
+``training.json``) that ``reranker.model=<folder>`` uses.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import math
 import os
 import random
-import shlex
-import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from hydra import compose, initialize_config_dir
-from tqdm import tqdm
 
-from rankbench.harness.cache import write_text_atomic
-from rankbench.harness.checkpoint import Checkpoint
-from rankbench.harness.datasets import load_dataset
+from rankbench.harness import training
+from rankbench.harness.compute import autocast
+from rankbench.harness.datasets import Dataset, load_dataset
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.metrics import evaluate, parse_measures
 from rankbench.harness.models import resolve_model, weights_digest
-from rankbench.harness.recipe import parse_with_recipe
 from rankbench.harness.rerank import interpolated
-from rankbench.harness.signals import resumable
 from rankbench.harness.stages import first_stage_run, resolved
 from rankbench.harness.types import Run
 from rankbench.rerankers.cross_encoder import doc_text, pair_scores, score_pairs, tokenize_pairs
 from rankbench.rerankers.negatives import Example, mine_examples, sample_group
-from rankbench.retrievers.encoder import compute_dtype
 
-log = logging.getLogger(__name__)
-
-PROJECT = Path(__file__).resolve().parent.parent
-# Changing these mid-way does not change what is learned, so a resume accepts new values.
-RUNTIME = {"out", "max_minutes", "max_steps", "checkpoint_every", "dev_every", "threads", "cache_dir", "data_root"}
+INTERPOLATION_GRID = [round(0.1 * i, 1) for i in range(10)]
 
 
 @dataclass
-class TrainConfig:
-    out: str
-    base: str = "sentence-transformers/all-MiniLM-L6-v2"
-    dataset: str = "scifact-train"
-    overrides: list[str] = field(default_factory=list)  # extra Hydra overrides, e.g. dataset.path=...
+class TrainConfig(training.TrainConfig):
+    RUNTIME: ClassVar[frozenset[str]] = training.TrainConfig.RUNTIME | {"dev_every"}
+
     retriever: str = "bm25"
     negatives: int = 7
     negatives_depth: int = 50
@@ -67,37 +47,14 @@ class TrainConfig:
     dev_depth: int = 30
     max_length: int = 256
     batch_queries: int = 4
-    epochs: float = 2.0
-    lr: float = 3e-5
-    weight_decay: float = 0.01
-    warmup: float = 0.1
-    clip: float = 1.0
     # Dropout on attention probabilities sends CPU SDPA down its slow path: 2.5x the step time.
     attention_dropout: float = 0.0
-    seed: int = 13
-    dtype: str = "auto"
-    threads: int = 2
-    checkpoint_every: int = 50
     dev_every: int = 0  # 0: evaluate on the dev queries only at the end
-    max_minutes: float | None = None
-    max_steps: int | None = None
-    cache_dir: str = "runs/cache"
-    data_root: str | None = os.environ.get("RANKBENCH_DATA_ROOT")
-
-    def learned(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in RUNTIME}
 
 
-def load_training_data(cfg: TrainConfig) -> tuple[Any, Run, dict[str, Any]]:
+def load_training_data(cfg: TrainConfig) -> tuple[Dataset, Run, dict[str, Any]]:
     """The dataset, its first-stage run (from the stage cache) and that retriever's resolved config."""
-    overrides = [
-        f"dataset={cfg.dataset}",
-        f"retriever={cfg.retriever}",
-        f"data_root={cfg.data_root or 'null'}",
-        *cfg.overrides,
-    ]
-    with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
-        hcfg = compose("config", overrides=overrides)
+    hcfg = cfg.hydra_config(f"retriever={cfg.retriever}")
     dataset = load_dataset(hcfg.dataset, hcfg.data_root, Path(cfg.cache_dir))
     first = first_stage_run(hcfg.retriever, dataset.corpus, dataset.queries, Path(cfg.cache_dir))
     return dataset, first.run, resolved(hcfg.retriever)
@@ -107,18 +64,6 @@ def split_dev(examples: list[Example], dev_queries: int, seed: int) -> tuple[lis
     shuffled = list(examples)
     random.Random(f"{seed}-dev").shuffle(shuffled)
     return shuffled[dev_queries:], shuffled[:dev_queries]
-
-
-def batch_at(train: list[Example], step: int, batch_queries: int, seed: int) -> tuple[int, list[Example]]:
-    """(epoch, examples) of ``step``: a pure function of the seed, so a resume sees the same batches."""
-    per_epoch = math.ceil(len(train) / batch_queries)
-    epoch, position = divmod(step, per_epoch)
-    order = list(train)
-    random.Random(f"{seed}-{epoch}").shuffle(order)
-    return epoch, order[position * batch_queries : (position + 1) * batch_queries]
-
-
-INTERPOLATION_GRID = [round(0.1 * i, 1) for i in range(10)]
 
 
 def dev_ndcg(model, tokenizer, dataset, run: Run, dev: list[Example], cfg: TrainConfig, dtype) -> dict[str, Any]:
@@ -163,138 +108,95 @@ def dev_ndcg(model, tokenizer, dataset, run: Run, dev: list[Example], cfg: Train
     }
 
 
-def _save_model(model, tokenizer, out: Path, record: dict[str, Any]) -> None:
-    """Write the HF folder beside the final location, then move each file in (a kill leaves the old one)."""
-    tmp = out / f".final.tmp-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    for path in tmp.iterdir():
-        os.replace(path, out / path.name)
-    tmp.rmdir()
-    record["model_digest"] = weights_digest(out)
-    write_text_atomic(out / "training.json", json.dumps(record, indent=2) + "\n")
+class CrossEncoderTrainer(training.Trainer):
+    """A fresh 1-logit head on ``cfg.base``, trained on BM25 hard negatives with a listwise softmax loss."""
+
+    evaluations = "dev"
+    module = "rankbench.rerankers.train"
+    cfg: TrainConfig
+
+    @property
+    def evaluate_every(self) -> int:
+        return self.cfg.dev_every
+
+    def data(self) -> training.Batches[Example]:
+        cfg = self.cfg
+        self.dataset, self.run, self.retriever_cfg = load_training_data(cfg)
+        examples = mine_examples(self.run, self.dataset.qrels, cfg.negatives_depth)
+        self.train_set, self.dev = split_dev(examples, cfg.dev_queries, cfg.seed)
+        if not self.train_set:
+            raise ConfigError(f"no training query of {cfg.dataset} has both a positive and a negative")
+        self.docs = self.dataset.corpus.get_many({d for e in self.train_set for d in (*e.positives, *e.negatives)})
+        self.query_text = {q.qid: q.text for q in self.dataset.queries}
+        return training.Batches(self.train_set, cfg.batch_queries, cfg.seed)
+
+    def build_model(self) -> torch.nn.Module:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.base = resolve_model(self.cfg.base)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.base)
+        return AutoModelForSequenceClassification.from_pretrained(
+            self.base, num_labels=1, attention_probs_dropout_prob=self.cfg.attention_dropout
+        )
+
+    def loss(self, batch: list[Example], epoch: int) -> torch.Tensor:
+        """Softmax cross-entropy of each query's positive within its group (positive first)."""
+        cfg = self.cfg
+        groups = [sample_group(e, cfg.negatives, random.Random(f"{cfg.seed}-{epoch}-{e.qid}")) for e in batch]
+        queries = [self.query_text[e.qid] for e, group in zip(batch, groups, strict=True) for _ in group]
+        texts = [doc_text(self.docs[d]) for group in groups for d in group]
+        inputs = tokenize_pairs(self.tokenizer, queries, texts, cfg.max_length)
+        with autocast(self.dtype):
+            logits = self.model(**inputs).logits
+        scores = pair_scores(logits).view(len(batch), cfg.negatives + 1)
+        return torch.nn.functional.cross_entropy(scores, torch.zeros(len(batch), dtype=torch.long))
+
+    def evaluate(self) -> dict[str, Any] | None:
+        if not self.dev:
+            return None
+        return dev_ndcg(self.model, self.tokenizer, self.dataset, self.run, self.dev, self.cfg, self.dtype)
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "base_model": cfg.base,
+            "base_folder": str(self.base),
+            "base_digest": weights_digest(self.base),
+            "dataset": cfg.dataset,
+            "dataset_fingerprint": self.dataset.fingerprint,
+            "dataset_source": self.dataset.source,
+            "negatives_source": {
+                "retriever": self.retriever_cfg,
+                "depth": cfg.negatives_depth,
+                "per_query": cfg.negatives,
+            },
+            "train_queries": len(self.train_set),
+            "dev_queries": len(self.dev),
+        }
+
+    def save(self, out: Path) -> dict[str, Any]:
+        """Write the HF folder beside the final location, then move each file in (a kill leaves the old one)."""
+        tmp = out / f".final.tmp-{os.getpid()}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        for path in tmp.iterdir():
+            os.replace(path, out / path.name)
+        tmp.rmdir()
+        return {"model_digest": weights_digest(out)}
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) and save the model folder; returns what training.json records."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
-
-    session_start = time.perf_counter()
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    dataset, run, retriever_cfg = load_training_data(cfg)
-    examples = mine_examples(run, dataset.qrels, cfg.negatives_depth)
-    train_set, dev = split_dev(examples, cfg.dev_queries, cfg.seed)
-    if not train_set:
-        raise ConfigError(f"no training query of {cfg.dataset} has both a positive and a negative")
-    per_epoch = math.ceil(len(train_set) / cfg.batch_queries)
-    total = max(1, round(cfg.epochs * per_epoch))
-    stop_at = min(total, cfg.max_steps) if cfg.max_steps else total
-    docs = dataset.corpus.get_many({d for e in train_set for d in (*e.positives, *e.negatives)})
-    query_text = {q.qid: q.text for q in dataset.queries}
-
-    base = resolve_model(cfg.base)
-    torch.manual_seed(cfg.seed)  # the fresh head's initial weights
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=1, attention_probs_dropout_prob=cfg.attention_dropout
-    )
-    dtype = compute_dtype(cfg.dtype)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup * total), total)
-
-    state: dict[str, Any] = {"step": 0, "wall_s": 0.0, "losses": [], "dev": []}
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    checkpoint = Checkpoint(out / "checkpoint" / "state.pt", cfg.learned(), parts, state, session_start)
-    checkpoint.resume()
-    model.train()
-    step = state["step"]
-    deadline = checkpoint.deadline(cfg.max_minutes)
-    running = None
-    with tqdm(total=stop_at, initial=step, unit="step", desc="train") as bar:
-        while step < stop_at and time.perf_counter() < deadline:
-            epoch, batch = batch_at(train_set, step, cfg.batch_queries, cfg.seed)
-            groups = [sample_group(e, cfg.negatives, random.Random(f"{cfg.seed}-{epoch}-{e.qid}")) for e in batch]
-            queries = [query_text[e.qid] for e, group in zip(batch, groups, strict=True) for _ in group]
-            texts = [doc_text(docs[d]) for group in groups for d in group]
-            inputs = tokenize_pairs(tokenizer, queries, texts, cfg.max_length)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                logits = model(**inputs).logits
-            scores = pair_scores(logits).view(len(batch), cfg.negatives + 1)
-            loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(batch), dtype=torch.long))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            state["losses"].append(loss.item())
-            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-            bar.set_postfix(loss=f"{running:.4f}", epoch=epoch)
-            bar.update()
-            if dev and cfg.dev_every and step % cfg.dev_every == 0 and step < stop_at:
-                state["dev"].append({"step": step, **dev_ndcg(model, tokenizer, dataset, run, dev, cfg, dtype)})
-                bar.write(f"dev at step {step}: {state['dev'][-1]}")
-            if step % cfg.checkpoint_every == 0:
-                checkpoint.save(step)
-    if dev:
-        state["dev"].append({"step": step, **dev_ndcg(model, tokenizer, dataset, run, dev, cfg, dtype)})
-        log.info("dev at step %d: %s", step, state["dev"][-1])
-    checkpoint.save(step)
-    tail = state["losses"][-20:]
-    record = {
-        "base_model": cfg.base,
-        "base_folder": str(base),
-        "base_digest": weights_digest(base),
-        "dataset": cfg.dataset,
-        "dataset_fingerprint": dataset.fingerprint,
-        "dataset_source": dataset.source,
-        "negatives_source": {"retriever": retriever_cfg, "depth": cfg.negatives_depth, "per_query": cfg.negatives},
-        "train_queries": len(train_set),
-        "dev_queries": len(dev),
-        "hyperparameters": cfg.learned(),
-        "seed": cfg.seed,
-        "compute_dtype": str(dtype).removeprefix("torch."),
-        "steps": step,
-        "total_steps": total,
-        "complete": step >= total,
-        "wall_s": round(state["wall_s"], 1),
-        "final_loss": sum(tail) / len(tail) if tail else None,
-        "dev": state["dev"],
-        "losses": [round(v, 5) for v in state["losses"]],
-        "command": shlex.join([Path(sys.executable).name, "-m", "rankbench.rerankers.train", *sys.argv[1:]]),
-        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
-    }
-    _save_model(model, tokenizer, out, record)
-    log.info("saved %s (step %d of %d, %.0f s)", out, step, total, state["wall_s"])
-    return record
+    return training.fit(CrossEncoderTrainer(cfg))
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    parser = argparse.ArgumentParser(prog="python -m rerankers.train", description=__doc__.split("\n")[0])
-    defaults = TrainConfig(out="")
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if name == "out":
-            parser.add_argument(flag, required=True, help="model folder to write (and resume)")
-        elif name == "overrides":
-            parser.add_argument(flag, nargs="*", default=[], help="Hydra overrides for the dataset, e.g. dataset.path=")
-        else:
-            kind = type(value) if value is not None else (float if name == "max_minutes" else int)
-            kind = str if name == "data_root" else kind
-            parser.add_argument(flag, type=kind, default=value, help=f"default {value}")
-    return TrainConfig(**vars(parse_with_recipe(parser, argv)))
+    return training.parse_config(TrainConfig, "python -m rerankers.train", __doc__.split("\n")[0], argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args = parse_args(argv)
-    with resumable(f"the last checkpoint is kept in {args.out}/checkpoint"):
-        record = train(args)
-    print(json.dumps({k: record[k] for k in ("steps", "total_steps", "wall_s", "final_loss", "dev")}, indent=2))
+    training.main(train, parse_args(argv), CrossEncoderTrainer.evaluations)
 
 
 if __name__ == "__main__":

@@ -15,23 +15,20 @@ nDCG@10 (docs/dense.md), though single vectors move further (cosine to fp32 abou
 
 from __future__ import annotations
 
-import functools
 import logging
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from rankbench.harness.compute import DTYPES, compute_dtype, dtype_name, inference, length_sorted
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import EncoderSpec
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("auto", "float32", "bfloat16")
 ENCODER_DTYPES = (*DTYPES, "int8")  # int8: bi-encoders only (dynamic quantisation of the linear layers)
 
 
@@ -41,33 +38,6 @@ class Encoder(Protocol):
     identity: dict  # what, besides the spec, decides the vectors (backend, compute dtype)
 
     def encode(self, texts: list[str], batch_size: int, desc: str) -> np.ndarray: ...
-
-
-def compute_dtype(requested: str) -> torch.dtype:
-    """bf16 where the CPU does it natively (AVX-512 BF16/AMX), fp32 elsewhere."""
-    if requested not in DTYPES:
-        raise ConfigError(f"retriever.dtype must be one of {', '.join(DTYPES)}, got {requested!r}")
-    if requested == "auto":
-        return torch.bfloat16 if native_bf16() else torch.float32
-    return torch.bfloat16 if requested == "bfloat16" else torch.float32
-
-
-def native_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether bf16 matrix products run natively here (``cpuinfo``: /proc/cpuinfo's text, read when None).
-
-    Only then does ``auto`` pick bf16: elsewhere (AVX2) oneDNN emulates it, slower than fp32.
-    """
-    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
-    return torch.backends.mkldnn.is_available() and ("avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo)
-
-
-@functools.cache
-def _cpuinfo() -> str:
-    """/proc/cpuinfo, read once per process (every encoder and cross-encoder hash asks)."""
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -86,23 +56,10 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 def encode_sorted(
-    texts: list[str],
-    batch_size: int,
-    forward: Callable[[list[str]], np.ndarray],
-    desc: str,
+    texts: list[str], batch_size: int, forward: Callable[[list[str]], np.ndarray], desc: str
 ) -> np.ndarray:
-    """Run ``forward`` over length-sorted batches (longest first: memory peaks early) in input order."""
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    out: np.ndarray | None = None
-    with tqdm(total=len(texts), unit="text", desc=desc, disable=len(texts) < batch_size) as bar:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            vectors = forward([texts[i] for i in idx])
-            if out is None:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[idx] = vectors
-            bar.update(len(idx))
-    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+    """``forward`` over length-sorted batches of texts, its vectors in input order (both encoders' path)."""
+    return length_sorted([len(t) for t in texts], batch_size, lambda idx: forward([texts[i] for i in idx]), desc)
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -135,7 +92,7 @@ class TorchEncoder:
             self.dtype, self.model, compute = torch.float32, quantize_int8(self.model), "int8"
         else:
             self.dtype = compute_dtype(dtype)
-            compute = str(self.dtype).removeprefix("torch.")
+            compute = dtype_name(self.dtype)
         self.dim = int(self.model.config.hidden_size)
         self.identity = {"backend": "torch", "compute_dtype": compute}
 
@@ -146,7 +103,7 @@ class TorchEncoder:
         batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.spec.max_length, return_tensors="pt"
         )
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+        with inference(self.dtype):
             hidden = self.model(**batch).last_hidden_state
         vectors = pool(hidden.float(), batch["attention_mask"], self.spec.pooling)
         if self.spec.normalize:

@@ -7,58 +7,35 @@ train split (``dataset=scifact-train``), from the judged train queries. Test qre
 trained on. A held-out slice (``eval_size`` train queries when there are any, else one unseen
 random span per document) reports Hits@1/Hits@10 under constrained beam search as training goes.
 
-Checkpoints, resume and budgets follow ``rankbench.rerankers.train``: every ``checkpoint_every`` steps the
-model, optimiser, scheduler, RNG states and step go atomically to ``<out>/checkpoint/state.pt``;
-rerunning the same command continues there (other learned settings are refused); batches are a
-pure function of (seed, epoch). ``max_minutes`` bounds all sessions together, ``max_steps`` stops
-early; either way the model folder and ``training.json`` are written.
+The loop, optimiser, checkpoints (``<out>/checkpoint/state.pt``), resume, time budget and
+``training.json`` are ``rankbench.harness.training``'s, shared with ``rankbench.rerankers.train``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import math
-import os
 import random
 import re
-import shlex
-import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from hydra import compose, initialize_config_dir
-from tqdm import tqdm
 
-from rankbench.harness.cache import write_text_atomic
-from rankbench.harness.checkpoint import Checkpoint
+from rankbench.harness import training
+from rankbench.harness.compute import autocast
 from rankbench.harness.datasets import Dataset, load_dataset
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import resolve_model, weights_digest
-from rankbench.harness.recipe import parse_with_recipe
-from rankbench.harness.signals import resumable
 from rankbench.harness.types import Doc
 from rankbench.retrievers.docids import DocIdMap, build_docids, scheme_settings
-from rankbench.retrievers.encoder import compute_dtype
 from rankbench.retrievers.generative_model import WEIGHTS_FILE, GenerativeRetriever
-
-log = logging.getLogger(__name__)
-
-PROJECT = Path(__file__).resolve().parent.parent
-RUNTIME = {"out", "max_minutes", "max_steps", "checkpoint_every", "eval_every", "threads", "cache_dir", "data_root"}
 
 
 @dataclass
-class TrainConfig:
-    out: str
-    base: str = "sentence-transformers/all-MiniLM-L6-v2"
+class TrainConfig(training.TrainConfig):
+    RUNTIME: ClassVar[frozenset[str]] = training.TrainConfig.RUNTIME | {"eval_every"}
+
     init: str = "pretrained"  # pretrained: the base's weights | scratch: its shape and tokenizer only
-    dataset: str = "scifact-train"
-    overrides: list[str] = field(default_factory=list)  # extra Hydra overrides, e.g. dataset.path=...
     docids: str = "semantic"
     k: int = 10  # semantic: clusters per level
     max_leaf: int | None = None  # semantic: largest cluster numbered directly (default k)
@@ -75,23 +52,11 @@ class TrainConfig:
     epochs: float = 10.0
     lr: float = 1e-4  # encoder
     decoder_lr: float = 1e-3  # fresh decoder: it starts from nothing
-    weight_decay: float = 0.01
     warmup: float = 0.05
-    clip: float = 1.0
     decoder_layers: int = 2
     freeze_word_embeddings: bool = True  # half the encoder's weights; updating them costs ~10% of a step
-    seed: int = 13
-    dtype: str = "auto"
-    threads: int = 2
     checkpoint_every: int = 100
     eval_every: int = 0  # 0: evaluate only at the end
-    max_minutes: float | None = None
-    max_steps: int | None = None
-    cache_dir: str = "runs/cache"
-    data_root: str | None = os.environ.get("RANKBENCH_DATA_ROOT")
-
-    def learned(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in RUNTIME}
 
 
 @dataclass(frozen=True)
@@ -103,9 +68,7 @@ class Example:
 
 def load_data(cfg: TrainConfig) -> tuple[Dataset, bool]:
     """The dataset and whether its judged queries may be trained on (only a train split's)."""
-    overrides = [f"dataset={cfg.dataset}", f"data_root={cfg.data_root or 'null'}", *cfg.overrides]
-    with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
-        hcfg = compose("config", overrides=overrides)
+    hcfg = cfg.hydra_config()
     is_train = hcfg.dataset.split == "train"
     if cfg.train_queries and not is_train:
         raise ConfigError(f"--train-queries: dataset {cfg.dataset} has split {hcfg.dataset.split!r}, not train")
@@ -172,41 +135,6 @@ def split_examples(
     return train + kept * cfg.query_repeats, [e for e in queries if e.text in held]
 
 
-class Batches:
-    """The batch of each step: a pure function of (seed, step), so a resume sees the same batches.
-
-    With ``bucket`` > 1, each run of ``bucket`` batches is cut from shuffled examples sorted by
-    length, and the batches are shuffled again: a batch of short pseudo-queries then pads to their
-    own length instead of a 64-token document's (on SciFact, 0.85 -> 0.68 s per 32-example step here).
-    """
-
-    def __init__(self, train: list[Example], batch_size: int, seed: int, bucket: int):
-        self.train, self.batch_size, self.seed, self.bucket = train, batch_size, seed, bucket
-        self.per_epoch = math.ceil(len(train) / batch_size)
-        self._epoch, self._batches = -1, []
-
-    def at(self, step: int) -> tuple[int, list[Example]]:
-        epoch, position = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._batches = epoch, self._cut(epoch)
-        return epoch, self._batches[position]
-
-    def _cut(self, epoch: int) -> list[list[Example]]:
-        rng = random.Random(f"{self.seed}-{epoch}")
-        order = list(self.train)
-        rng.shuffle(order)
-        size, chunk = self.batch_size, self.batch_size * max(1, self.bucket)
-        batches = []
-        for start in range(0, len(order), chunk):
-            group = order[start : start + chunk]
-            if self.bucket > 1:
-                group.sort(key=lambda e: len(e.text))
-            batches += [group[i : i + size] for i in range(0, len(group), size)]
-        if self.bucket > 1:
-            rng.shuffle(batches)
-        return batches
-
-
 def hits(model: GenerativeRetriever, examples: list[Example], beam_size: int = 10) -> dict[str, float]:
     """Hits@1 and Hits@10 under constrained beam search (a text may have several relevant documents)."""
     if not examples:
@@ -220,142 +148,89 @@ def hits(model: GenerativeRetriever, examples: list[Example], beam_size: int = 1
     return {"hits@1": at[1] / len(texts), "hits@10": at[10] / len(texts), "texts": len(texts)}
 
 
+class GenerativeTrainer(training.Trainer):
+    """An encoder-decoder that spells each document's id from its text, pseudo-queries and judged queries."""
+
+    evaluations = "evals"
+    module = "rankbench.retrievers.train_generative"
+    cfg: TrainConfig
+
+    def __init__(self, cfg: TrainConfig):
+        if cfg.init not in ("pretrained", "scratch"):
+            raise ConfigError(f"--init must be pretrained or scratch, got {cfg.init!r}")
+        super().__init__(cfg)
+
+    @property
+    def evaluate_every(self) -> int:
+        return self.cfg.eval_every
+
+    def data(self) -> training.Batches[Example]:
+        cfg = self.cfg
+        self.dataset, use_queries = load_data(cfg)
+        settings = scheme_settings(cfg.docids, cfg.k, cfg.max_leaf, cfg.max_depth)
+        self.docids = build_docids(self.dataset.corpus, cfg.docids, settings, cfg.seed, Path(cfg.cache_dir))
+        self.train_set, self.held_out = split_examples(self.dataset, self.docids, use_queries, cfg)
+        return training.Batches(self.train_set, cfg.batch_size, cfg.seed, cfg.bucket, length=lambda e: len(e.text))
+
+    def build_model(self) -> torch.nn.Module:
+        cfg = self.cfg
+        self.base = resolve_model(cfg.base)
+        arch = {"max_length": cfg.max_length, "decoder_layers": cfg.decoder_layers}
+        model = GenerativeRetriever.fresh(
+            self.base, cfg.base, self.docids, cfg.position_aware, cfg.init == "pretrained", **arch
+        )
+        if cfg.freeze_word_embeddings:
+            model.encoder.get_input_embeddings().requires_grad_(False)
+        return model
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The encoder at ``lr``, the fresh decoder at ``decoder_lr``."""
+        encoder = [p for p in self.model.encoder.parameters() if p.requires_grad]
+        decoder = [p for n, p in self.model.named_parameters() if not n.startswith("encoder.")]
+        return [{"params": encoder}, {"params": decoder, "lr": self.cfg.decoder_lr}]
+
+    def loss(self, batch: list[Example], epoch: int) -> torch.Tensor:
+        with autocast(self.dtype):
+            return self.model.loss([e.text for e in batch], [e.target for e in batch])
+
+    def evaluate(self) -> dict[str, Any]:
+        return hits(self.model, self.held_out)
+
+    def describe(self) -> dict[str, Any]:
+        """The data, id scheme and corpus fingerprint."""
+        sources: dict[str, int] = {}
+        for e in self.train_set:
+            sources[e.source] = sources.get(e.source, 0) + 1
+        held_out, docids = self.held_out, self.docids
+        return {
+            "base_model": self.cfg.base,
+            "base_digest": weights_digest(self.base),
+            "dataset": self.cfg.dataset,
+            "dataset_source": self.dataset.source,
+            "corpus_fingerprint": self.dataset.corpus.fingerprint,
+            "documents": len(docids.docids),
+            "docids": {"scheme": docids.scheme, "settings": docids.settings, "digest": docids.digest},
+            "id_length_max": max(map(len, docids.ids)),
+            "train_examples": sources,
+            "held_out": {"examples": len(held_out), "source": held_out[0].source if held_out else None},
+        }
+
+    def save(self, out: Path) -> dict[str, Any]:
+        self.model.save(out)
+        return {"model_bytes": (out / WEIGHTS_FILE).stat().st_size}
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) and save the model folder; returns what training.json records."""
-    from transformers import get_linear_schedule_with_warmup
-
-    session_start = time.perf_counter()
-    if cfg.init not in ("pretrained", "scratch"):
-        raise ConfigError(f"--init must be pretrained or scratch, got {cfg.init!r}")
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-
-    dataset, use_queries = load_data(cfg)
-    settings = scheme_settings(cfg.docids, cfg.k, cfg.max_leaf, cfg.max_depth)
-    docids = build_docids(dataset.corpus, cfg.docids, settings, cfg.seed, Path(cfg.cache_dir))
-    train_set, held_out = split_examples(dataset, docids, use_queries, cfg)
-    batches = Batches(train_set, cfg.batch_size, cfg.seed, cfg.bucket)
-    total = max(1, round(cfg.epochs * batches.per_epoch))
-    stop_at = min(total, cfg.max_steps) if cfg.max_steps else total
-
-    base = resolve_model(cfg.base)
-    torch.manual_seed(cfg.seed)  # the fresh decoder's initial weights
-    arch = {"max_length": cfg.max_length, "decoder_layers": cfg.decoder_layers}
-    model = GenerativeRetriever.fresh(base, cfg.base, docids, cfg.position_aware, cfg.init == "pretrained", **arch)
-    dtype = compute_dtype(cfg.dtype)
-    if cfg.freeze_word_embeddings:
-        model.encoder.get_input_embeddings().requires_grad_(False)
-    encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
-    decoder_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    optimizer = torch.optim.AdamW(
-        [{"params": encoder_params}, {"params": decoder_params, "lr": cfg.decoder_lr}],
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-    )
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup * total), total)
-
-    state: dict[str, Any] = {"step": 0, "wall_s": 0.0, "losses": [], "evals": []}
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    checkpoint = Checkpoint(out / "checkpoint" / "state.pt", cfg.learned(), parts, state, session_start)
-    checkpoint.resume()
-
-    def evaluate(step: int) -> None:
-        state["evals"].append({"step": step, **hits(model, held_out)})
-        log.info("held-out at step %d: %s", step, state["evals"][-1])
-
-    model.train()
-    step = state["step"]
-    deadline = checkpoint.deadline(cfg.max_minutes)
-    running = None
-    with tqdm(total=stop_at, initial=step, unit="step", desc="train") as bar:
-        while step < stop_at and time.perf_counter() < deadline:
-            epoch, batch = batches.at(step)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                loss = model.loss([e.text for e in batch], [e.target for e in batch])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            state["losses"].append(loss.item())
-            running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
-            bar.set_postfix(loss=f"{running:.4f}", epoch=epoch)
-            bar.update()
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < stop_at:
-                evaluate(step)
-            if step % cfg.checkpoint_every == 0:
-                checkpoint.save(step)
-    evaluate(step)
-    checkpoint.save(step)
-    model.save(out)
-    record = training_record(cfg, dataset, docids, base, train_set, held_out, state, total, dtype)
-    write_text_atomic(out / "training.json", json.dumps(record, indent=2) + "\n")
-    log.info("saved %s (step %d of %d, %.0f s)", out, step, total, state["wall_s"])
-    return record
-
-
-def training_record(cfg, dataset, docids, base, train_set, held_out, state, total, dtype) -> dict[str, Any]:
-    """What training.json records: data, id scheme, corpus fingerprint, seed, time, losses, evaluations."""
-    tail = state["losses"][-20:]
-    sources: dict[str, int] = {}
-    for e in train_set:
-        sources[e.source] = sources.get(e.source, 0) + 1
-    return {
-        "base_model": cfg.base,
-        "base_digest": weights_digest(base),
-        "dataset": cfg.dataset,
-        "dataset_source": dataset.source,
-        "corpus_fingerprint": dataset.corpus.fingerprint,
-        "documents": len(docids.docids),
-        "docids": {"scheme": docids.scheme, "settings": docids.settings, "digest": docids.digest},
-        "id_length_max": max(map(len, docids.ids)),
-        "train_examples": sources,
-        "held_out": {"examples": len(held_out), "source": held_out[0].source if held_out else None},
-        "hyperparameters": cfg.learned(),
-        "seed": cfg.seed,
-        "compute_dtype": str(dtype).removeprefix("torch."),
-        "steps": state["step"],
-        "total_steps": total,
-        "complete": state["step"] >= total,
-        "wall_s": round(state["wall_s"], 1),
-        "final_loss": sum(tail) / len(tail) if tail else None,
-        "evals": state["evals"],
-        "losses": [round(v, 5) for v in state["losses"]],
-        "model_bytes": (Path(cfg.out) / WEIGHTS_FILE).stat().st_size,
-        "command": shlex.join(
-            [Path(sys.executable).name, "-m", "rankbench.retrievers.train_generative", *sys.argv[1:]]
-        ),
-        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
-    }
-
-
-def _flag_type(name: str, value: Any):
-    """argparse type of a TrainConfig field (None defaults say nothing about the type)."""
-    if name == "train_queries" or isinstance(value, bool):
-        return lambda s: {"true": True, "false": False, "none": None}[s.lower()]
-    return {"max_minutes": float, "max_leaf": int, "max_steps": int, "data_root": str}.get(name, type(value))
+    return training.fit(GenerativeTrainer(cfg))
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    parser = argparse.ArgumentParser(prog="python -m retrievers.train_generative", description=__doc__.split("\n")[0])
-    for name, value in asdict(TrainConfig(out="")).items():
-        flag = "--" + name.replace("_", "-")
-        if name == "out":
-            parser.add_argument(flag, required=True, help="model folder to write (and resume)")
-        elif name == "overrides":
-            parser.add_argument(flag, nargs="*", default=[], help="Hydra overrides for the dataset, e.g. dataset.path=")
-        else:
-            parser.add_argument(flag, type=_flag_type(name, value), default=value, help=f"default {value}")
-    return TrainConfig(**vars(parse_with_recipe(parser, argv)))
+    return training.parse_config(TrainConfig, "python -m retrievers.train_generative", __doc__.split("\n")[0], argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args = parse_args(argv)
-    with resumable(f"the last checkpoint is kept in {args.out}/checkpoint"):
-        record = train(args)
-    print(json.dumps({k: record[k] for k in ("steps", "total_steps", "wall_s", "final_loss", "evals")}, indent=2))
+    training.main(train, parse_args(argv), GenerativeTrainer.evaluations)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rankbench.retrievers.encoder import native_bf16
+from rankbench.harness.compute import native_bf16
 from tests.conftest import SHARED_DATA, run_python
 
 

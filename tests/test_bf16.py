@@ -16,10 +16,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from rankbench.harness.compute import native_bf16
 from rankbench.harness.models import encoder_spec, resolve_model
 from rankbench.harness.types import Doc, Query
 from rankbench.rerankers.cross_encoder import CrossEncoder
-from rankbench.retrievers.encoder import TorchEncoder, native_bf16
+from rankbench.retrievers.encoder import TorchEncoder
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = [

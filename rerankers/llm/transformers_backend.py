@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +15,10 @@ import torch
 import transformers
 
 from rankbench.harness import cache
+from rankbench.harness.compute import compute_dtype, dtype_name, inference
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import resolve_model, weights_digest
 from rankbench.rerankers.llm.base import Completion, Messages
-from rankbench.retrievers.encoder import compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +80,7 @@ class TransformersBackend:
             "backend": self.name,
             "model": self.model,
             "weights": self.digest,
-            "compute_dtype": str(self.dtype).removeprefix("torch."),
+            "compute_dtype": dtype_name(self.dtype),
         }
 
     def count_tokens(self, text: str) -> int:
@@ -95,7 +93,7 @@ class TransformersBackend:
     def complete(self, messages: Messages, max_tokens: int) -> Completion:
         inputs = self._encode(messages)
         prompt_length = inputs["input_ids"].shape[1]
-        with self._compute():
+        with inference(self.dtype):
             out = self.lm.generate(
                 **inputs,
                 max_new_tokens=max_tokens,
@@ -114,7 +112,7 @@ class TransformersBackend:
                 "use prompt.identifiers=alpha (reranker=listwise_first_token)"
             )
         inputs = self._encode(messages)
-        with self._compute():
+        with inference(self.dtype):
             logits = self.lm(**inputs).logits[0, -1].float()
         return [float(logits[i[0]]) for i in ids], inputs["input_ids"].shape[1]
 
@@ -125,8 +123,3 @@ class TransformersBackend:
             messages, tokenize=False, add_generation_prompt=not prefix, continue_final_message=prefix
         )
         return self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
-
-    @contextmanager
-    def _compute(self) -> Iterator[None]:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
-            yield
