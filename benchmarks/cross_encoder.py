@@ -30,11 +30,11 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: import this chec
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from rankbench.harness.compute import native_bf16  # noqa: E402
+from rankbench.harness.config import compose  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
 from rankbench.harness.models import resolve_model, weights_digest  # noqa: E402
 from rankbench.harness.stages import first_stage_run  # noqa: E402
@@ -56,8 +56,7 @@ def fresh_head(folder: Path, seed: int = 13) -> Path:
 
 
 def bm25_pairs(queries: int, depth: int, data_root: str, cache_dir: Path) -> list[tuple[Query, Doc]]:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["dataset=scifact", "retriever=bm25", f"data_root={data_root}"])
+    cfg = compose(["dataset=scifact", "retriever=bm25", f"data_root={data_root}"])
     dataset = load_dataset(cfg.dataset, cfg.data_root, cache_dir)
     chosen = dataset.queries[:queries]
     run = first_stage_run(cfg.retriever, dataset.corpus, chosen, cache_dir).run

@@ -28,10 +28,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
+from rankbench.harness.config import compose  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
 from rankbench.harness.metrics import evaluate, parse_measures  # noqa: E402
 from rankbench.harness.models import resolve_model  # noqa: E402
@@ -65,8 +65,7 @@ def configs(args: argparse.Namespace) -> dict[str, Any]:
     """Each system's config, composed as evaluate.py would compose it."""
     common = ["retriever.hits=100", f"data_root={args.data_root}", *args.override]
     extra = {"generative": [f"retriever.model={args.generative}"]}
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return {s: compose("config", overrides=[f"retriever={s}", *common, *extra.get(s, [])]) for s in SYSTEMS}
+    return {s: compose([f"retriever={s}", *common, *extra.get(s, [])]) for s in SYSTEMS}
 
 
 def build(cfg: Any, corpus: Any, cache_dir: Path) -> tuple[Any, float]:

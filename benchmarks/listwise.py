@@ -24,9 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
+from rankbench.harness.config import compose  # noqa: E402
 from rankbench.harness.experiment import run_experiment  # noqa: E402
 
 log = logging.getLogger("bench.listwise")
@@ -51,8 +50,7 @@ def measure(strategy: str, args: argparse.Namespace, runs_dir: Path) -> dict:
         f"reranker.cache_dir={runs_dir / 'answers'}",  # LLM answers: empty, so every call is made
         *args.override,
     ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose(overrides)
     outcome = run_experiment(cfg)
     stats = json.loads((outcome.run_dir / "metrics.json").read_text())["reranker_stats"]
     n = len(stats["per_query"])

@@ -94,6 +94,22 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 @pytest.fixture(scope="session")
+def untrained_cross_encoder(tmp_path_factory) -> Path:
+    """all-MiniLM-L6-v2's weights under a fresh one-logit head, saved once: an untrained but real cross-encoder,
+    enough for the mechanics of reranking (every run of a session loads these very weights)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rankbench.harness.models import resolve_model
+
+    folder, base = tmp_path_factory.mktemp("ce"), resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def llm_server() -> Iterator[LlamaServer]:
     """One llama.cpp server (SmolLM2-135M) shared by the session; ``.base_url`` is its /v1 root. Never stop it."""
     with LlamaServer() as server:

@@ -120,3 +120,16 @@ def test_stage_settings_are_checked_before_anything_runs(make_cfg, data):
 
 def json_of(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def test_the_worked_example_of_the_docs_reranks_and_its_runtime_key_reuses_the_stage(make_cfg, data):
+    """docs/adding-a-component.md's TermOverlap, by class path with no config file, on every document."""
+    overlap = ["+reranker._target_=examples.term_overlap.TermOverlap", "reranker.name=term_overlap"]
+    overlap += ["+reranker.depth=5", "+reranker.min_length=4"]
+    outcome = run_experiment(make_cfg(data, *overlap))
+    ranked = [d for d, _ in read_trec_run(outcome.run_dir / "run.trec")["q1"]]
+    # q1's terms of 4+ letters: goldfish tank grow cats bluetooth wireless. d1 has goldfish, grow and tank
+    # (3 of 6); d3 has only cats (1 of 6); the others have 2 of 6.
+    assert ranked[0] == "d1" and ranked[-1] == "d3" and outcome.row["rerank_pairs_scored"] == 5
+    quiet = run_experiment(make_cfg(data, *overlap, "+reranker.progress=true", "overwrite=true"))
+    assert json_of(quiet.run_dir)["stage_cache"]["reranker"] == {"stages": {"hit": 1}}

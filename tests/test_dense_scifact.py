@@ -5,12 +5,19 @@ One cache folder serves the module, so SciFact is encoded once (a minute or more
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from rankbench.harness.leaderboard import read_rows
-from tests.conftest import cache_use, run_python
+import rankbench as rb
+from rankbench.harness.leaderboard import compare_to_baselines, find_baselines, latest, read_rows
+from tests.conftest import PROJECT, SHARED_DATA, cache_use, run_python
 
 
 @pytest.fixture(scope="module")
@@ -35,3 +42,76 @@ def test_minilm_matches_mteb_and_hybrids_beat_both_inputs(runs: Path):
         assert cache_use(hybrid["run_path"]) == {"first-stage": {"built": 1, "hit": 2}}
     best = max(float(rrf["nDCG@10"]), float(lin["nDCG@10"]))
     assert best > max(float(dense["nDCG@10"]), float(bm25["nDCG@10"]))
+
+
+def latest_row(runs: Path, system: str) -> dict[str, str]:
+    return [row for row in read_rows(runs / "leaderboard.csv") if row["system"] == system][-1]
+
+
+@pytest.mark.slow
+def test_experiment_equals_evaluate_and_the_leaderboard_significance(runs: Path):
+    commands = {
+        "bm25": ["retriever=bm25"],
+        "dense": ["retriever=dense"],
+        "hybrid-rrf": ["retriever=hybrid", "retriever.method=rrf"],
+        "hybrid-linear": ["retriever=hybrid", "retriever.method=linear"],
+    }
+    for overrides in commands.values():  # kept when the test above ran them
+        run_python("evaluate.py", f"runs_dir={runs}", *overrides, timeout=1200)
+    systems = [rb.BM25(), rb.Dense(), rb.Hybrid(method="rrf"), rb.Hybrid(method="linear")]
+    frame = rb.experiment(systems, "scifact", baseline=0, runs_dir=runs, data_root=SHARED_DATA)
+    assert list(frame.index) == list(commands)
+    for system in commands:  # the very means evaluate.py recorded
+        recorded = json.loads((Path(latest_row(runs, system)["run_path"]) / "metrics.json").read_text())
+        assert {m: frame.loc[system, m] for m in recorded["measures"]} == recorded["measures"]
+
+    rows = latest(read_rows(runs / "leaderboard.csv"))
+    tests = compare_to_baselines(rows, find_baselines(rows, "bm25"), runs, "nDCG@10", 10000, 0)
+    by_system = {row["system"]: tests[("scifact", row["config_hash"])] for row in rows if row["system"] != "bm25"}
+    assert set(by_system) == {"dense", "hybrid-rrf", "hybrid-linear"}  # the same family, so the same Holm
+    for system, test in by_system.items():
+        assert frame.loc[system, "nDCG@10 p_ttest"] == test.p_ttest
+        assert frame.loc[system, "nDCG@10 p_rand"] == test.p_randomization
+        assert frame.loc[system, "nDCG@10 p_holm"] == test.p_holm
+        assert frame.loc[system, "nDCG@10 delta"] == pytest.approx(test.mean_delta, abs=1e-12)
+    printed = run_python("-m", "harness.leaderboard", "--runs", str(runs), "--baseline", "bm25", "--format", "csv")
+    table = {row["system"]: row for row in csv.DictReader(io.StringIO(printed.stdout))}
+    for system in by_system:  # and what the command prints
+        assert table[system]["p_holm"] == f"{frame.loc[system, 'nDCG@10 p_holm']:.4f}"
+
+
+@pytest.mark.slow
+def test_quickstart_runs_from_a_wheel_installed_outside_the_checkout(runs: Path, untrained_cross_encoder, tmp_path):
+    """The wheel rankbench builds holds everything (code, configs, Java classes): imported from an install
+    target, away from the checkout, it runs examples/quickstart.py on SciFact (reusing this module's caches)."""
+    source = tmp_path / "source"  # the checkout's files as git would ship them, so no build/ lands in it
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in files:
+        if (PROJECT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)], check=True
+    )
+    site = tmp_path / "site"
+    (wheel,) = (tmp_path / "dist").glob("rankbench-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(PROJECT / "examples" / "quickstart.py", elsewhere / "quickstart.py")
+    env = {"PYTHONPATH": str(site)}
+    probe = "import rankbench, rankbench.harness.config as c; print(rankbench.__file__); print(c.conf_dir())"
+    where = run_python("-c", probe, cwd=elsewhere, env=env).stdout.split()
+    assert all(Path(p).is_relative_to(site) for p in where) and (Path(where[1]) / "config.yaml").is_file()
+    args = ["--model", str(untrained_cross_encoder), "--queries", "20", "--runs", str(runs)]
+    printed = run_python(str(elsewhere / "quickstart.py"), *args, cwd=elsewhere, env=env).stdout
+    for name in ("BM25", "BM25 >> cross-encoder", "BM25 + dense (RRF)"):
+        assert name in printed
+    assert "nDCG@10 p_holm" in printed

@@ -10,26 +10,15 @@ import pytest
 
 import rankbench as rb
 from rankbench.harness.experiment import run_experiment
-from rankbench.harness.models import resolve_model
 from rankbench.harness.runfile import read_trec_run
 from tests.conftest import SHARED_DATA
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 LISTWISE = {"window": 4, "stride": 2, "passage_tokens": 40}
 
 
 @pytest.fixture(scope="module")
-def cross_encoder(tmp_path_factory) -> Path:
-    """MiniLM's weights under a fresh one-logit head, saved once: an untrained but real cross-encoder, enough
-    for the mechanics (both runs below load these very weights)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder, base = tmp_path_factory.mktemp("ce"), resolve_model(MINILM)
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
+def cross_encoder(untrained_cross_encoder: Path) -> Path:
+    return untrained_cross_encoder
 
 
 def cascade_overrides(model: Path, listwise_depth: int = 4) -> list[str]:

@@ -1,0 +1,1 @@
+"""What every method shares: data, runs, metrics, cache, leaderboard, Java bootstrap."""

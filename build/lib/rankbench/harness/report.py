@@ -1,0 +1,168 @@
+"""A self-contained HTML leaderboard report: table, effectiveness/latency plot, per-query deltas.
+
+Everything is inline (CSS, PNG plots as base64 data URIs) so the file can be mailed, archived
+with the runs, or opened offline. Plots are drawn with matplotlib's Agg canvas directly, not
+pyplot, so no display or global figure state is involved.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from rankbench.harness.cache import write_text_atomic
+from rankbench.harness.significance import ALPHA, Comparison
+
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
+TIE = 1e-9  # per-query values are saved with 6 decimals: smaller deltas are ties
+
+STYLE = """
+body { font-family: sans-serif; margin: 16px; color: #222; }
+.wide { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 12px; }
+th, td { border: 1px solid #ccc; padding: 2px 5px; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; }
+td:nth-child(-n+3), th:nth-child(-n+3) { text-align: left; }
+tr.baseline td { background: #eef4ff; }
+.settings { color: #555; font-size: 13px; }
+figure { margin: 12px 0; }
+"""
+
+
+@dataclass
+class Point:
+    """One run on the effectiveness/latency plot; None where the leaderboard lacks the value."""
+
+    dataset: str
+    label: str
+    latency_ms: float | None
+    value: float | None
+
+
+@dataclass
+class Pair:
+    """One system compared with its dataset's baseline."""
+
+    dataset: str
+    label: str
+    baseline: str
+    comparison: Comparison
+
+
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _img(data: str, alt: str) -> str:
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def scatter(points: list[Point], measure: str) -> str:
+    """Effectiveness against per-query latency (log x), one labelled point per run."""
+    fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    for p in points:
+        ax.scatter(p.latency_ms, p.value, color="tab:blue")
+        ax.annotate(p.label, (p.latency_ms, p.value), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PLAIN)  # 30 rather than 3×10^1
+    ax.xaxis.set_minor_formatter(PLAIN)
+    ax.margins(x=0.15, y=0.1)  # room for the labels of the outermost points
+    ax.set_xlabel("latency per query, ms (retrieve + rerank)")
+    ax.set_ylabel(measure)
+    ax.grid(True, which="both", alpha=0.3)
+    return _png(fig)
+
+
+def delta_bars(pair: Pair, measure: str) -> str:
+    """Per-query deltas sorted high to low: shows whether a mean gain is broad or a few big wins."""
+    deltas = np.sort(pair.comparison.deltas)[::-1]
+    fig = Figure(figsize=(8, 2.6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    colors = np.where(deltas > TIE, "tab:green", np.where(deltas < -TIE, "tab:red", "tab:gray"))
+    ax.bar(np.arange(len(deltas)), deltas, width=1.0, color=colors)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlim(-0.5, max(len(deltas), 1) - 0.5)
+    ax.set_xlabel(f"{len(deltas)} paired queries, sorted by delta")
+    ax.set_ylabel(f"Δ {measure}")
+    ax.set_title(f"{pair.label} − {pair.baseline}", fontsize=10)
+    return _png(fig)
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    sig = header.index("sig") if "sig" in header else None
+    rows = []
+    for cells in body:
+        css = ' class="baseline"' if sig is not None and cells[sig] == "baseline" else ""
+        rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+
+
+def _per_query(pair: Pair, measure: str) -> str:
+    c = pair.comparison
+    wins = int(np.count_nonzero(c.deltas > TIE))
+    losses = int(np.count_nonzero(c.deltas < -TIE))
+    ties = c.paired - wins - losses
+    verdict = "significant" if c.significant else "not significant"
+    p_holm = "n/a" if math.isnan(c.p_holm) else f"{c.p_holm:.4g}"
+    summary = (
+        f"{c.paired} paired queries: {wins} wins, {ties} ties, {losses} losses; "
+        f"mean Δ {c.mean_delta:+.4f}; Holm-adjusted p {p_holm} ({verdict} at {ALPHA})"
+    )
+    heading = f"<h3>{html.escape(pair.label)} vs {html.escape(pair.baseline)}</h3>"
+    image = _img(delta_bars(pair, measure), f"per-query {measure} deltas") if c.paired else ""
+    return f"{heading}<p>{html.escape(summary)}</p><figure>{image}</figure>"
+
+
+def page(
+    header: list[str],
+    body: list[list[str]],
+    sort: str,
+    measure: str,
+    points: list[Point],
+    pairs: list[Pair],
+    settings: dict[str, str],
+) -> str:
+    """The whole document; ``points`` are plotted by ``sort``, ``pairs`` compared on ``measure``."""
+    parts = [f"<h1>rankbench leaderboard</h1><p class='settings'>generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"]
+    parts += [f"; {html.escape(k)}: {html.escape(v)}" for k, v in settings.items()]
+    parts.append("</p>")
+    if pairs:
+        parts.append(
+            "<p class='settings'>Per-query significance against the baseline, paired on the queries both runs "
+            "judged: two-sided paired t-test and sign-flip randomization test; Holm–Bonferroni over the "
+            f"systems on each dataset, applied to the randomization p; * marks adjusted p &lt; {ALPHA}.</p>"
+        )
+    parts.append(_table(header, body))
+    for dataset in dict.fromkeys(p.dataset for p in points):
+        parts.append(f"<h2>{html.escape(dataset)}</h2>")
+        plotted = [p for p in points if p.dataset == dataset and p.value is not None and (p.latency_ms or 0) > 0]
+        if plotted:
+            parts.append(f"<figure>{_img(scatter(plotted, sort), f'{sort} against latency')}</figure>")
+        if left := [p.label for p in points if p.dataset == dataset and p not in plotted]:
+            parts.append(f"<p>Not plotted (no {html.escape(sort)} or no latency): {html.escape(', '.join(left))}</p>")
+        parts += [_per_query(pair, measure) for pair in pairs if pair.dataset == dataset]
+    title = "rankbench leaderboard"
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def write(path: Path, document: str) -> None:
+    """Atomically, so a browser or a sync never sees half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, document)

@@ -1,0 +1,1 @@
+"""Rerankers, one module per method; each is built by Hydra from conf/reranker/."""

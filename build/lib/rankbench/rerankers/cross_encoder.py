@@ -1,0 +1,161 @@
+"""Cross-encoder reranking: one sequence-classification forward pass per (query, document) pair.
+
+The query is the first segment and ``title + " " + text`` the second; truncation cuts only the
+document (``only_second``) so the query is never lost. Pairs are scored in batches sorted by
+token length (little padding), under ``torch.inference_mode``, with bf16 autocast on CPUs that
+do bf16 natively (``compute_dtype``). The score of a pair is the raw logit for single-logit
+models, and logit(class 1) - logit(class 0) for 2-class models: the log-odds of "relevant",
+monotone in its softmax probability and free of the softmax's saturation.
+
+Depth, the per-(model, qid, docid) score cache and the untouched tail come from
+``rankbench.harness.rerank``; ``cache_identity`` puts the weights digest into the cache key so a
+retrained model in the same folder never reuses stale scores. ``interpolate=dev`` is the
+first-stage weight ``rankbench.rerankers.train --dev-queries`` chose on held-out train queries, read from
+the model folder's ``training.json``; the number used goes to the leaderboard row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from rankbench.harness.components import Pointwise
+from rankbench.harness.compute import compute_dtype, dtype_name, inference, length_sorted
+from rankbench.harness.errors import ConfigError
+from rankbench.harness.models import NotAnEncoder, resolve_model, weights_digest
+from rankbench.harness.types import Doc, Query
+
+log = logging.getLogger(__name__)
+
+TRAIN_HINT = "python -m rankbench.rerankers.train --base {folder} --out runs/models/my-cross-encoder"
+DEV_WEIGHT = "dev"  # reranker.interpolate=dev: the weight training chose on its dev queries
+
+
+class NotACrossEncoder(NotAnEncoder):
+    """A model folder without a sequence-classification (ranking) head."""
+
+
+def doc_text(doc: Doc) -> str:
+    return f"{doc.title} {doc.text}".strip()
+
+
+def check_cross_encoder(folder: Path) -> None:
+    """Refuse folders whose config declares no classification head, and say how to train one."""
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    architectures = config.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise NotACrossEncoder(
+            f"{folder} has no sequence-classification head (architectures: {architectures or 'none'}), so it "
+            f"cannot score (query, document) pairs. Train a cross-encoder from it with "
+            f"`{TRAIN_HINT.format(folder=folder)}` and use reranker.model=runs/models/my-cross-encoder."
+        )
+
+
+def dev_weight(folder: Path) -> float:
+    """The interpolation weight recorded in ``folder/training.json`` (``dev[-1].best_interpolation_weight``),
+    so an evaluation uses the dev-chosen weight without anyone copying the number by hand."""
+    path = folder / "training.json"
+    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    dev = (record or {}).get("dev") or [{}]
+    if "best_interpolation_weight" not in dev[-1]:
+        found = "no such file" if record is None else "no dev evaluation in it"
+        raise ConfigError(
+            f"reranker.interpolate=dev reads dev[-1].best_interpolation_weight from {path}: {found}. "
+            "Train with --dev-queries N (rankbench.rerankers.train) to have a weight chosen, "
+            "or give the weight as a number."
+        )
+    return float(dev[-1]["best_interpolation_weight"])
+
+
+def tokenize_pairs(tokenizer, queries: list[str], docs: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Query first, document second; only the document is truncated."""
+    return tokenizer(queries, docs, padding=True, truncation="only_second", max_length=max_length, return_tensors="pt")
+
+
+def pair_scores(logits: torch.Tensor) -> torch.Tensor:
+    """One score per pair: the logit (1 label) or logit(1) - logit(0) (2 labels)."""
+    logits = logits.float()
+    if logits.shape[-1] == 1:
+        return logits[:, 0]
+    if logits.shape[-1] == 2:
+        return logits[:, 1] - logits[:, 0]
+    raise ConfigError(f"a cross-encoder needs 1 or 2 output labels, this model has {logits.shape[-1]}")
+
+
+class CrossEncoder(Pointwise):
+    """Pointwise reranker over a Hugging Face sequence-classification model."""
+
+    def __init__(
+        self,
+        model: str,
+        name: str = "cross_encoder",
+        max_length: int | None = 512,
+        batch_size: int = 32,
+        dtype: str = "auto",
+        threads: int | None = 2,
+    ):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.name, self.batch_size = name, batch_size
+        self.folder = resolve_model(model)
+        check_cross_encoder(self.folder)
+        self.digest = weights_digest(self.folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
+        limit = int(getattr(self.model.config, "max_position_embeddings", 512))
+        self.max_length = min(max_length or limit, limit)
+        self.dtype = compute_dtype(dtype)
+        self.pairs_scored = 0
+        self.pairs_truncated = 0  # documents cut at max_length, counted over this reranker's life
+
+    @classmethod
+    def cache_identity(cls, cfg: DictConfig) -> dict[str, str]:
+        """What decides the scores beyond the config: the weights and the compute dtype ``auto`` picks."""
+        dtype = compute_dtype(cfg.get("dtype", "auto"))
+        return {"weights": weights_digest(resolve_model(cfg.model)), "compute_dtype": dtype_name(dtype)}
+
+    def provenance(self) -> dict[str, str]:
+        """Leaderboard columns that identify the model."""
+        return {"model": str(self.folder.absolute()), "model_hash": self.digest}
+
+    def named_weight(self, name: str) -> float:
+        """``interpolate: dev``: the first-stage weight training chose on its dev queries."""
+        return dev_weight(self.folder) if name == DEV_WEIGHT else super().named_weight(name)
+
+    def stats(self) -> dict[str, int]:
+        return {"pairs_scored": self.pairs_scored, "pairs_truncated": self.pairs_truncated}
+
+    def score(self, pairs: list[tuple[Query, Doc]]) -> list[float]:
+        if not pairs:
+            return []
+        queries = [q.text for q, _ in pairs]
+        docs = [doc_text(d) for _, d in pairs]
+        lengths = self.tokenizer(queries, docs, truncation=False)["input_ids"]
+        truncated = sum(len(ids) > self.max_length for ids in lengths)
+        if truncated:
+            log.info("%d of %d documents truncated at max_length=%d", truncated, len(pairs), self.max_length)
+        self.pairs_scored += len(pairs)
+        self.pairs_truncated += truncated
+        return score_pairs(self.model, self.tokenizer, queries, docs, self.max_length, self.batch_size, self.dtype)
+
+
+def score_pairs(
+    model, tokenizer, queries: list[str], docs: list[str], max_length: int, batch_size: int, dtype: torch.dtype
+) -> list[float]:
+    """Scores in input order, computed in length-sorted batches (``rankbench.harness.compute.length_sorted``)."""
+
+    def forward(idx: list[int]) -> np.ndarray:
+        batch = tokenize_pairs(tokenizer, [queries[i] for i in idx], [docs[i] for i in idx], max_length)
+        with inference(dtype):
+            return pair_scores(model(**batch).logits).numpy()
+
+    lengths = [len(q) + len(d) for q, d in zip(queries, docs, strict=True)]
+    return length_sorted(lengths, batch_size, forward).tolist()

@@ -1,0 +1,48 @@
+"""What the listwise reranker needs from an LLM, whoever serves it.
+
+A backend turns chat messages into one greedy completion and reports token counts; it
+also counts and truncates text in its own tokens, so passages get a token budget that
+means the same thing as the model's context length. Backends that can show the logits
+of the first generated position (local models) also offer ``first_token_scores``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from rankbench.harness.errors import RankbenchError
+
+Messages = list[dict[str, str]]  # [{"role": "system" | "user" | "assistant", "content": ...}]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class LLMCallFailed(RankbenchError):
+    """A call still failed after every retry; the reranker keeps that window's order and counts it."""
+
+
+class ChatBackend(Protocol):
+    name: str  # "transformers" | "openai": part of the response-cache key
+    model: str  # as configured
+    concurrency: int  # queries the reranker may have in flight at once
+    context_length: int | None  # prompt + completion tokens the model accepts (None: unknown)
+
+    def identity(self) -> dict[str, str]:
+        """What decides the responses beyond the prompt: model id, weights digest, endpoint."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def truncate(self, text: str, tokens: int) -> str:
+        """The longest prefix of ``text`` of at most ``tokens`` tokens."""
+        ...
+
+    def complete(self, messages: Messages, max_tokens: int) -> Completion:
+        """Greedy decoding (temperature 0); raises LLMCallFailed when the call cannot be made."""
+        ...

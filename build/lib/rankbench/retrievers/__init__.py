@@ -1,0 +1,1 @@
+"""First-stage retrievers, one module per method; each is built by Hydra from conf/retriever/."""
