@@ -91,6 +91,3 @@ class Listwise(Component, ABC):
     @abstractmethod
     def rerank(self, queries: list[Query], heads: Run, corpus: Corpus) -> Run:
         """Each query's head reordered; the harness cuts heads at the stage depth and appends the tail."""
-
-
-KINDS: dict[str, type[Component]] = {"retriever": Retriever, "pointwise": Pointwise, "listwise": Listwise}

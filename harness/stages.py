@@ -14,7 +14,8 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rankbench.harness import cache
-from rankbench.harness.components import Component
+from rankbench.harness.components import Component, Retriever
+from rankbench.harness.errors import ConfigError
 from rankbench.harness.runfile import read_trec_run, write_trec_run
 from rankbench.harness.types import Corpus, Query, Run
 
@@ -104,6 +105,8 @@ def _cached_run(
             log.info("first stage %s from cache %s", retriever_cfg.name, entry)
             return read_trec_run(entry / "run.trec"), time.perf_counter() - started, 0.0
         retriever = instantiate(retriever_cfg, _recursive_=False)
+        if not isinstance(retriever, Retriever):
+            raise ConfigError(f"{retriever_cfg._target_} is not a Retriever (rankbench.harness.components)")
         retriever.index(corpus, cache_dir)
         indexed = time.perf_counter()
         run = retriever.retrieve(queries)
