@@ -4,6 +4,8 @@ python evaluate.py                                   # BM25 on SciFact
 python evaluate.py retriever=bm25_multifield max_queries=50
 python evaluate.py -m retriever=bm25,bm25_multifield # a sweep; complete runs are skipped
 python evaluate.py experiment=bm25_grid              # a named grid from conf/experiment/
+python evaluate.py reranker=cross_encoder reranker.model=M reranker.depth=100 \
+    reranker@reranker2=listwise reranker2.depth=20   # a cascade (docs/pipelines.md)
 """
 
 from __future__ import annotations

@@ -107,9 +107,16 @@ def test_quickstart_runs_from_a_wheel_installed_outside_the_checkout(runs: Path,
     elsewhere.mkdir()
     shutil.copy(PROJECT / "examples" / "quickstart.py", elsewhere / "quickstart.py")
     env = {"PYTHONPATH": str(site)}
-    probe = "import rankbench, rankbench.harness.config as c; print(rankbench.__file__); print(c.conf_dir())"
-    where = run_python("-c", probe, cwd=elsewhere, env=env).stdout.split()
-    assert all(Path(p).is_relative_to(site) for p in where) and (Path(where[1]) / "config.yaml").is_file()
+    probe = "; ".join(
+        [
+            "import importlib.resources as r, rankbench, rankbench.harness.config as c",
+            "print(rankbench.__file__, c.conf_dir() / 'config.yaml', c.conf_dir() / 'reranker' / 'listwise.yaml')",
+            "print(r.files('rankbench.retrievers') / 'java/rankbench/PostingsExport.class')",
+            "print(r.files('rankbench.harness') / 'log4j2.xml')",
+        ]
+    )
+    shipped = [Path(p) for p in run_python("-c", probe, cwd=elsewhere, env=env).stdout.split()]
+    assert len(shipped) == 5 and all(p.is_relative_to(site) and p.is_file() for p in shipped)
     args = ["--model", str(untrained_cross_encoder), "--queries", "20", "--runs", str(runs)]
     printed = run_python(str(elsewhere / "quickstart.py"), *args, cwd=elsewhere, env=env).stdout
     for name in ("BM25", "BM25 >> cross-encoder", "BM25 + dense (RRF)"):

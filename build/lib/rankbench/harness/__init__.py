@@ -1,1 +1,0 @@
-"""What every method shares: data, runs, metrics, cache, leaderboard, Java bootstrap."""

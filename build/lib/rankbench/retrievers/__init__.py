@@ -1,1 +1,0 @@
-"""First-stage retrievers, one module per method; each is built by Hydra from conf/retriever/."""
