@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rankbench.harness.config import compose
 from rankbench.harness.errors import ConfigError
-from rankbench.harness.pipeline import RERANK_SLOTS
+from rankbench.harness.pipeline import RERANK_SLOTS, STAGE_KEYS
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,17 @@ class Spec:
 
     def __rshift__(self, other: Spec) -> System:
         return System(self) >> other
+
+    def check(self, node: DictConfig) -> None:
+        """Refuse a setting the config file lacks, as the command line does (a typo would be silently new)."""
+        if self.option is None:
+            return
+        unknown = sorted(k for k in self.settings if k not in node and k not in STAGE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{self.group} {self.option}: no setting {', '.join(unknown)} in conf/{self.group}/{self.option}.yaml; "
+                f"it has {', '.join(k for k in node if k != '_target_')}"
+            )
 
     def __mod__(self, depth: int) -> Spec:
         if self.group != "reranker":
@@ -70,7 +81,8 @@ class System:
         """The composed config: stage files chosen as on the command line, then each stage's settings."""
         cfg = compose([*self.overrides(), *overrides])
         for slot, spec in self.slots():
-            with open_dict(cfg):  # settings may add keys the file lacks (e.g. _target_ on none)
+            spec.check(cfg[slot])
+            with open_dict(cfg):  # a component with no file gets all its keys here (e.g. _target_)
                 for key, value in spec.settings.items():
                     OmegaConf.update(cfg, f"{slot}.{key}", value, merge=True, force_add=True)
         return cfg
