@@ -94,7 +94,7 @@ tune: $(STAMP)
 # Recipes in conf/train/, evaluations in conf/experiment/ (each file says what it is).
 CE_MODEL := runs/models/ce-minilm-scifact
 train-ce: $(STAMP)
-	$(BIN)/python -m rerankers.train --recipe conf/train/ce-minilm-scifact.yaml
+	$(BIN)/python -m rankbench.rerankers.train --recipe conf/train/ce-minilm-scifact.yaml
 
 eval-ce: $(STAMP)
 	$(BIN)/python evaluate.py experiment=ce_minilm_scifact overwrite=true
@@ -105,7 +105,7 @@ bench-ce: $(STAMP)
 
 GEN_MODEL := runs/models/gen-minilm-scifact
 train-gen: $(STAMP)
-	$(BIN)/python -m retrievers.train_generative --recipe conf/train/gen-minilm-scifact.yaml
+	$(BIN)/python -m rankbench.retrievers.train_generative --recipe conf/train/gen-minilm-scifact.yaml
 
 eval-gen: $(STAMP)
 	$(BIN)/python evaluate.py experiment=gen_minilm_scifact

@@ -1,4 +1,4 @@
-"""Train a cross-encoder from any encoder checkpoint: ``python -m rerankers.train --out runs/models/ce``.
+"""Train a cross-encoder from any encoder checkpoint: ``python -m rankbench.rerankers.train --out runs/models/ce``.
 
 No cross-encoder ships on this machine (docs/models.md), so the framework trains its own. A fresh
 1-logit head goes on the encoder (AutoModelForSequenceClassification, num_labels=1); each step
@@ -192,7 +192,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    return training.parse_config(TrainConfig, "python -m rerankers.train", __doc__.split("\n")[0], argv)
+    return training.parse_config(TrainConfig, "python -m rankbench.rerankers.train", __doc__.split("\n")[0], argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Generative retrieval: a model trained here (``python -m retrievers.train_generative``) spells the
+"""Generative retrieval: a model trained here (``python -m rankbench.retrievers.train_generative``) spells the
 ids of the documents it finds, under a trie of the corpus' ids, so only real documents come out.
 
 The model folder carries its id map and the fingerprint of the corpus it memorised; a corpus with
@@ -40,7 +40,8 @@ class Generative(Retriever):
     ):
         if not model:
             raise ConfigError(
-                "retriever.model is required: the folder `python -m retrievers.train_generative --out <folder>` wrote"
+                "retriever.model is required: the folder that "
+                "`python -m rankbench.retrievers.train_generative --out <folder>` wrote"
             )
         if hits < 1 or (beam_size is not None and beam_size < 1):
             raise ConfigError(f"retriever.hits and retriever.beam_size must be >= 1, got {hits} and {beam_size}")
@@ -63,7 +64,7 @@ class Generative(Retriever):
             raise ConfigError(
                 f"retriever.model={self.model_name} was trained on corpus {trained_on}, but this dataset's corpus "
                 f"({corpus.source}) is {corpus.fingerprint}: its ids would name other documents. Train one for "
-                "this corpus with `python -m retrievers.train_generative --out <folder> --dataset <name>`"
+                "this corpus with `python -m rankbench.retrievers.train_generative --out <folder> --dataset <name>`"
             )
         size = self.model.trie.size
         if self.hits > size:
@@ -99,6 +100,6 @@ def _model_folder(name: str) -> Path:
     if not (folder / CONFIG_FILE).is_file():
         raise ConfigError(
             f"retriever.model={name}: {folder} has no {CONFIG_FILE}, so it is not a generative retriever; "
-            "train one with `python -m retrievers.train_generative --out <folder>`"
+            "train one with `python -m rankbench.retrievers.train_generative --out <folder>`"
         )
     return folder

@@ -1,4 +1,4 @@
-"""Train a generative retriever for one corpus: ``python -m retrievers.train_generative --out runs/models/gen``.
+"""Train a generative retriever for one corpus: ``python -m rankbench.retrievers.train_generative --out DIR``.
 
 A generative retriever memorises its corpus: the model learns to spell each document's id
 from the document itself (indexing examples: title + text), from pseudo-queries cut from it
@@ -226,7 +226,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    return training.parse_config(TrainConfig, "python -m retrievers.train_generative", __doc__.split("\n")[0], argv)
+    return training.parse_config(
+        TrainConfig, "python -m rankbench.retrievers.train_generative", __doc__.split("\n")[0], argv
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -200,7 +200,7 @@ def test_long_documents_are_truncated_and_counted(tmp_path: Path):
 
 def test_folder_without_a_classification_head_is_refused():
     folder = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
-    with pytest.raises(NotACrossEncoder, match=r"python -m rerankers\.train") as error:
+    with pytest.raises(NotACrossEncoder, match=r"python -m rankbench\.rerankers\.train") as error:
         CrossEncoder("sentence-transformers/all-MiniLM-L6-v2")
     assert str(folder) in str(error.value) and "BertModel" in str(error.value)
 
