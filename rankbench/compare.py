@@ -50,8 +50,9 @@ def experiment(
     """Evaluate ``systems`` on ``dataset`` (a name in conf/dataset/) and compare them.
 
     Returns one row per system: the mean of each measure; with a ``baseline`` (an index into
-    ``systems`` or a name) also, per measure, ``delta`` (system minus baseline), ``p_ttest``,
-    ``p_rand`` and, with ``correction="holm"``, ``p_holm``. With ``perquery=True`` it returns the
+    ``systems`` or a name) also, per measure, ``delta`` (system minus baseline), ``+`` and ``-`` (queries
+    improved and degraded, as PyTerrier reports them), ``p_ttest``, ``p_rand`` and, with
+    ``correction="holm"``, ``p_holm``. With ``perquery=True`` it returns the
     per-query values instead (columns name, qid, measure, value). ``record=True`` also writes each
     run folder and leaderboard row under ``runs_dir``, as ``evaluate.py`` would. ``measures``
     defaults to the dataset's; ``overrides`` apply to every system (``["dataset.path=/data/x"]``).
@@ -155,6 +156,8 @@ def _with_tests(
         if correction == "holm":
             significance.correct(list(tests.values()))
         frame[f"{measure} delta"] = pd.Series({label: t.mean_delta for label, t in tests.items()})
+        frame[f"{measure} +"] = pd.Series({label: int((t.deltas > 0).sum()) for label, t in tests.items()})
+        frame[f"{measure} -"] = pd.Series({label: int((t.deltas < 0).sum()) for label, t in tests.items()})
         frame[f"{measure} p_ttest"] = pd.Series({label: t.p_ttest for label, t in tests.items()})
         frame[f"{measure} p_rand"] = pd.Series({label: t.p_randomization for label, t in tests.items()})
         if correction == "holm":

@@ -74,6 +74,7 @@ def test_experiment_equals_evaluate_and_the_leaderboard_significance(runs: Path)
         assert frame.loc[system, "nDCG@10 p_rand"] == test.p_randomization
         assert frame.loc[system, "nDCG@10 p_holm"] == test.p_holm
         assert frame.loc[system, "nDCG@10 delta"] == pytest.approx(test.mean_delta, abs=1e-12)
+        assert frame.loc[system, "nDCG@10 +"] == (test.deltas > 0).sum()
     printed = run_python("-m", "harness.leaderboard", "--runs", str(runs), "--baseline", "bm25", "--format", "csv")
     table = {row["system"]: row for row in csv.DictReader(io.StringIO(printed.stdout))}
     for system in by_system:  # and what the command prints
