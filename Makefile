@@ -123,18 +123,11 @@ eval-listwise: $(STAMP)
 bench-listwise: $(STAMP)
 	$(BIN)/python benchmarks/listwise.py --queries 2
 
+# The reproduction matrix (conf/reproduce.yaml): every condition, training what it needs (resumable: rerun to
+# continue), then the README's results table from this run. Exits non-zero when a value misses its tolerance.
 reproduce: $(STAMP)
-	$(BIN)/python evaluate.py -m retriever=bm25,bm25_multifield,dense overwrite=true
-	$(BIN)/python evaluate.py -m retriever=hybrid retriever.method=rrf,linear overwrite=true
-	$(BIN)/python evaluate.py retriever=hybrid retriever.method=linear retriever.normalization=zscore overwrite=true
-	$(MAKE) tune
-	$(MAKE) train-ce
-	$(MAKE) eval-ce
-	$(MAKE) eval-listwise
-	$(MAKE) bench-listwise
-	$(MAKE) train-gen
-	$(MAKE) eval-gen
-	$(MAKE) bench-gen
+	$(BIN)/python -m harness.reproduce
+	$(BIN)/python -m harness.reproduce --readme README.md
 
 clean:
 	rm -rf $(VENV) runs/*/ runs/leaderboard.csv

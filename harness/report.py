@@ -21,22 +21,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from rankbench.harness.cache import write_text_atomic
+from rankbench.harness.htmlpage import document, table
 from rankbench.harness.significance import ALPHA, Comparison
 
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 TIE = 1e-9  # per-query values are saved with 6 decimals: smaller deltas are ties
-
-STYLE = """
-body { font-family: sans-serif; margin: 16px; color: #222; }
-.wide { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 12px; }
-th, td { border: 1px solid #ccc; padding: 2px 5px; text-align: right; white-space: nowrap; }
-th { background: #f0f0f0; }
-td:nth-child(-n+3), th:nth-child(-n+3) { text-align: left; }
-tr.baseline td { background: #eef4ff; }
-.settings { color: #555; font-size: 13px; }
-figure { margin: 12px 0; }
-"""
 
 
 @dataclass
@@ -101,16 +90,6 @@ def delta_bars(pair: Pair, measure: str) -> str:
     return _png(fig)
 
 
-def _table(header: list[str], body: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    sig = header.index("sig") if "sig" in header else None
-    rows = []
-    for cells in body:
-        css = ' class="baseline"' if sig is not None and cells[sig] == "baseline" else ""
-        rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-
-
 def _per_query(pair: Pair, measure: str) -> str:
     c = pair.comparison
     wins = int(np.count_nonzero(c.deltas > TIE))
@@ -146,7 +125,7 @@ def page(
             "judged: two-sided paired t-test and sign-flip randomization test; Holm–Bonferroni over the "
             f"systems on each dataset, applied to the randomization p; * marks adjusted p &lt; {ALPHA}.</p>"
         )
-    parts.append(_table(header, body))
+    parts.append(table(header, body, marked="baseline"))
     for dataset in dict.fromkeys(p.dataset for p in points):
         parts.append(f"<h2>{html.escape(dataset)}</h2>")
         plotted = [p for p in points if p.dataset == dataset and p.value is not None and (p.latency_ms or 0) > 0]
@@ -155,11 +134,7 @@ def page(
         if left := [p.label for p in points if p.dataset == dataset and p not in plotted]:
             parts.append(f"<p>Not plotted (no {html.escape(sort)} or no latency): {html.escape(', '.join(left))}</p>")
         parts += [_per_query(pair, measure) for pair in pairs if pair.dataset == dataset]
-    title = "rankbench leaderboard"
-    return (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-        f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
-    )
+    return document("rankbench leaderboard", parts)
 
 
 def write(path: Path, document: str) -> None:

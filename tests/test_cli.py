@@ -42,8 +42,9 @@ def test_bad_measure_is_named(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_scifact_bm25_matches_pyserini_reference(tmp_path: Path):
-    """Pyserini BEIR 2CR: flat nDCG@10 0.6789, R@100 0.9253; multifield nDCG@10 0.6647, R@100 0.9076."""
+def test_scifact_bm25_runs_from_the_command_line_and_reruns_from_its_caches(tmp_path: Path):
+    """The default command end to end; its numbers against Pyserini's 2CR are the reproduction matrix's
+    (tests/test_dense_scifact.py runs conf/reproduce.yaml's cheap tier)."""
     flat = evaluate(tmp_path)  # no arguments: BM25 flat on SciFact
     assert flat.returncode == 0, flat.stderr[-3000:]
     [first] = read_rows(tmp_path / "runs" / "leaderboard.csv")
@@ -60,10 +61,7 @@ def test_scifact_bm25_matches_pyserini_reference(tmp_path: Path):
 
     first, multifield, second = read_rows(tmp_path / "runs" / "leaderboard.csv")
     assert first["num_queries"] == "300" and first["dataset"] == "scifact"
-    assert float(first["nDCG@10"]) == pytest.approx(0.6789, abs=0.003)
-    assert float(first["R@100"]) == pytest.approx(0.9253, abs=0.005)
-    assert float(multifield["nDCG@10"]) == pytest.approx(0.6647, abs=0.003)
-    assert float(multifield["R@100"]) == pytest.approx(0.9076, abs=0.005)
+    assert multifield["system"] == "bm25_multifield"  # its 2CR numbers: the reproduction matrix's test
     assert second["config_hash"] == first["config_hash"]
     metrics = json.loads((Path(first["run_path"]) / "metrics.json").read_text())
     assert metrics["measures"]["nDCG@10"] == pytest.approx(float(first["nDCG@10"]), abs=1e-4)

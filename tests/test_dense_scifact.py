@@ -32,16 +32,14 @@ def evaluate(runs: Path, *overrides: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_minilm_matches_mteb_and_hybrids_beat_both_inputs(runs: Path):
-    dense = evaluate(runs, "retriever=dense")
-    assert float(dense["nDCG@10"]) == pytest.approx(0.6451, abs=0.005)  # MTEB, exact inner product
-    bm25 = evaluate(runs, "retriever=bm25")
-    rrf = evaluate(runs, "retriever=hybrid", "retriever.method=rrf")
-    lin = evaluate(runs, "retriever=hybrid", "retriever.method=linear")
-    for hybrid in (rrf, lin):  # only the fusion is computed: both inputs' runs come from the stage cache
-        assert cache_use(hybrid["run_path"]) == {"first-stage": {"built": 1, "hit": 2}}
-    best = max(float(rrf["nDCG@10"]), float(lin["nDCG@10"]))
-    assert best > max(float(dense["nDCG@10"]), float(bm25["nDCG@10"]))
+def test_the_cheap_conditions_of_the_reproduction_matrix_hold(runs: Path):
+    """BM25 flat and multifield against Pyserini's 2CR, MiniLM against MTEB, both hybrids beating both inputs:
+    conf/reproduce.yaml's cheap tier, run as a user would (the command exits 1 when a value misses)."""
+    done = run_python("-m", "harness.reproduce", "--tier", "cheap", "--runs", str(runs), timeout=1800)
+    checks = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(checks) == 11 and all("| ok |" in line for line in checks)
+    for system in ("hybrid-rrf", "hybrid-linear"):  # only the fusion was computed: both inputs were cached
+        assert cache_use(latest_row(runs, system)["run_path"]) == {"first-stage": {"built": 1, "hit": 2}}
 
 
 def latest_row(runs: Path, system: str) -> dict[str, str]:
