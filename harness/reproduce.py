@@ -148,7 +148,7 @@ def run_condition(condition: Condition, runs: Path, data_root: str | None) -> tu
     train(condition)
     settings = [f"runs_dir={runs}", *([f"data_root={data_root}"] if data_root else [])]
     outcome = run_experiment(compose([*settings, *condition.overrides]))
-    return dict(outcome.metrics), str(outcome.run_dir)
+    return dict(outcome.metrics), str(outcome.run_dir.relative_to(runs.parent))  # no machine's paths in docs/
 
 
 def check(condition: Condition, measures: dict[str, float], done: dict[str, Outcome]) -> list[dict[str, Any]]:
