@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -281,3 +282,27 @@ def test_training_refuses_dtype_auto_naming_the_flag(trained):
     with pytest.raises(ConfigError, match=r"--dtype \(recipe key dtype\) is 'auto'"):
         CrossEncoderTrainer(tiny_config(trained["root"], "auto", dtype="auto"))
 
+
+def test_an_incomplete_model_warns_and_is_flagged_in_the_leaderboard_row(trained, make_cfg, tmp_path: Path, caplog):
+    """The fixture's early copy stopped at step 2 of 8; the flag comes from training.json, so a rerun whose
+    reranking stage is served from the cache carries it too."""
+    beir = trained["root"] / "beir"
+    cfg = make_cfg(f"dataset.path={beir}", "reranker=cross_encoder", f"reranker.model={trained['early']}")
+    with caplog.at_level(logging.WARNING):
+        early = run_experiment(cfg)
+    assert f"model {trained['early']} is incomplete: its training stopped at step 2 of {STEPS}" in caplog.text
+    assert early.row["reranker_model_complete"] == "false"
+    again = run_experiment(
+        make_cfg(
+            f"dataset.path={beir}", "reranker=cross_encoder", f"reranker.model={trained['early']}", "overwrite=true"
+        )
+    )
+    assert json.loads((again.run_dir / "metrics.json").read_text())["stage_cache"]["reranker"] == {"stages": {"hit": 1}}
+    assert again.row["reranker_model_complete"] == "false"
+    caplog.clear()
+    full = run_experiment(
+        make_cfg(f"dataset.path={beir}", "reranker=cross_encoder", f"reranker.model={trained['full']}")
+    )
+    assert full.row["reranker_model_complete"] == "true" and "incomplete" not in caplog.text
+    with open(tmp_path / "runs" / "leaderboard.csv", newline="") as f:
+        assert [r["reranker_model_complete"] for r in csv.DictReader(f)] == ["false", "false", "true"]

@@ -62,9 +62,14 @@ def test_training_memorises_every_document(trained: Path):
     assert record["evals"][-1]["step"] == 30 and "hits@10" in record["evals"][-1]
 
 
-def test_end_to_end_run_has_only_corpus_docids(trained: Path, beir: Path, make_cfg):
+def test_end_to_end_run_has_only_corpus_docids(trained: Path, beir: Path, make_cfg, caplog):
+    """The fixture stops at --max-steps 30 of its 100 epochs: an incomplete model, warned about and flagged."""
     cfg = make_cfg(f"dataset.path={beir}", "retriever=generative", f"retriever.model={trained}", "retriever.threads=1")
-    outcome = run_experiment(cfg)
+    with caplog.at_level(logging.WARNING):
+        outcome = run_experiment(cfg)
+    total = json.loads((trained / "training.json").read_text())["total_steps"]
+    assert f"model {trained} is incomplete: its training stopped at step 30 of {total}" in caplog.text
+    assert outcome.row["retriever_model_complete"] == "false"
     run = read_trec_run(outcome.run_dir / "run.trec")
     assert set(run) == {q["_id"] for q in QUERIES}
     for ranked in run.values():
