@@ -2,14 +2,14 @@
 
 A resumed run must equal an uninterrupted one, so a checkpoint carries the RNG states of
 Python, numpy and torch beside the weights, and is written under a temporary name and renamed
-so that a kill mid-write leaves the previous checkpoint intact. The time budget covers every
-session of one training, so the checkpoint also carries the wall-clock seconds spent so far.
+so that a kill mid-write leaves the previous checkpoint intact. It also carries the wall-clock
+seconds spent so far over all sessions (``training.json`` reports them; a time budget does not read
+them: ``--max-minutes`` pauses each session on its own, see ``rankbench.harness.training``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import time
@@ -41,28 +41,40 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 class Checkpoint:
-    """One training's checkpoint file: resume from it, save to it, and the deadline of its time budget.
+    """One training's checkpoint file: resume from it and save to it.
 
     ``parts`` are the objects with ``state_dict``/``load_state_dict`` (model, optimizer, scheduler);
     ``state`` is the trainer's own progress (``step``, ``wall_s`` and whatever lists it keeps), saved
-    and restored whole; ``config`` holds the learned settings, and a resume with others is refused.
+    and restored whole. ``config`` (the learned settings, dtype included) and ``inputs`` (digests of
+    the base weights and the data) are the training's identity: a resume under another is refused,
+    naming what differs, since it would mix two trainings into one model.
     """
 
     def __init__(
-        self, path: Path, config: dict[str, Any], parts: dict[str, Any], state: dict[str, Any], started: float
+        self,
+        path: Path,
+        config: dict[str, Any],
+        inputs: dict[str, Any],
+        parts: dict[str, Any],
+        state: dict[str, Any],
+        started: float,
     ):
-        self.path, self.config, self.parts, self.state = path, config, parts, state
+        self.path, self.config, self.inputs, self.parts, self.state = path, config, inputs, parts, state
         self._clock = started  # when this session's uncounted time began
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def resume(self) -> None:
-        """Continue where the file left off, if there is one; refuse it when the settings changed."""
+        """Continue where the file left off, if there is one; refuse it when the identity changed."""
         if not self.path.is_file():
             return
         saved = torch.load(self.path, weights_only=False)
-        if saved["config"] != self.config:
-            changed = sorted(k for k in self.config if saved["config"].get(k) != self.config[k])
-            raise ConfigError(f"{self.path} was written with other settings ({', '.join(changed)}); use another --out")
+        settings = differences(saved["config"], self.config, flags=True)
+        inputs = differences(saved.get("inputs", {}), self.inputs, flags=False)
+        if settings or inputs:
+            raise ConfigError(
+                f"{self.path} was written with other settings ({'; '.join(settings + inputs)}): resuming would mix "
+                "two trainings. Rerun with the checkpoint's settings, or use another --out"
+            )
         for name, part in self.parts.items():
             part.load_state_dict(saved[name])
         restore_rng(saved["rng"])
@@ -75,10 +87,13 @@ class Checkpoint:
         self.state["wall_s"] += now - self._clock
         self._clock = now
         snapshot = {name: part.state_dict() for name, part in self.parts.items()}
-        save_checkpoint(self.path, snapshot | {"rng": rng_state(), "config": self.config, **self.state})
+        identity = {"config": self.config, "inputs": self.inputs}
+        save_checkpoint(self.path, snapshot | identity | {"rng": rng_state(), **self.state})
 
-    def deadline(self, max_minutes: float | None) -> float:
-        """The ``perf_counter`` time at which the budget of all sessions together runs out."""
-        if not max_minutes:
-            return math.inf
-        return self._clock + max_minutes * 60 - self.state["wall_s"]
+
+def differences(saved: dict[str, Any], now: dict[str, Any], flags: bool) -> list[str]:
+    """``--dtype: 'float32' in the checkpoint, 'bfloat16' now``, one per differing key (``flags``: keys
+    are settings, named as their command-line flags)."""
+    keys = sorted(k for k in {*saved, *now} if saved.get(k) != now.get(k))
+    name = (lambda k: "--" + k.replace("_", "-")) if flags else str
+    return [f"{name(k)}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in keys]

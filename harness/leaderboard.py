@@ -25,8 +25,9 @@ from rankbench.harness import significance
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.errors import RankbenchError
 
-STAGE_COLUMNS = ["", "_depth", "_model", "_model_hash", "_interpolate"]  # per reranking slot (harness/pipeline.py)
-LEADING = ["timestamp", "dataset", "retriever"]
+# per reranking slot (harness/pipeline.py); _model_complete: "false" for a model whose training stopped early
+STAGE_COLUMNS = ["", "_depth", "_model", "_model_hash", "_model_complete", "_interpolate"]
+LEADING = ["timestamp", "dataset", "retriever", "retriever_model_complete"]
 LEADING += [slot + column for slot in ("reranker", "reranker2", "reranker3") for column in STAGE_COLUMNS]
 LEADING += ["system"]
 LEADING += ["config_hash", "git_commit"]

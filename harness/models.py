@@ -91,6 +91,27 @@ def weights_digest(folder: Path) -> str:
     return _weights_digest(tuple((p.name, str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
 
 
+def training_status(folder: Path) -> dict[str, str]:
+    """``{"model_complete": "true" | "false"}`` for a folder trained here (it has a ``training.json``
+    saying whether its recipe ran to the end), nothing for one trained elsewhere.
+
+    A paused or ``--max-steps`` training leaves a usable model that is not its recipe's model; runs
+    with it warn, naming the folder and how far it got, and their leaderboard rows carry the flag.
+    """
+    record = _read_json(folder / "training.json")
+    if "complete" not in record:
+        return {}
+    if not record["complete"]:
+        log.warning(
+            "model %s is incomplete: its training stopped at step %s of %s; rerun the command its "
+            "training.json records to finish it",
+            folder,
+            record.get("steps"),
+            record.get("total_steps"),
+        )
+    return {"model_complete": "true" if record["complete"] else "false"}
+
+
 @functools.lru_cache(maxsize=64)
 def _weights_digest(files: tuple[tuple[str, str, int, int], ...]) -> str:
     digest = hashlib.sha256()

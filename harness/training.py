@@ -2,17 +2,20 @@
 
 A trainer brings only what is its own: its data (a ``Batches`` schedule), its model, its loss and
 its evaluation, as a ``Trainer``. Everything else is here once, so the trainers cannot drift apart
-in what a command line, a resume, a time budget or a ``training.json`` means:
+in what a command line, a resume, a pause or a ``training.json`` means:
 
 - the command line: one flag per ``TrainConfig`` field, with ``--recipe FILE.yaml`` (``harness.recipe``);
 - the batches of each step, a pure function of (seed, step), so a resumed run sees the same ones;
-- AdamW with linear warm-up and decay, gradient clipping, and the loss under bf16 autocast where the
-  trainer asks for it (``harness.compute``);
+- AdamW with linear warm-up and decay, gradient clipping, and the loss in the recipe's ``dtype``:
+  float32 unless it says bfloat16 (bf16 autocast, ``harness.compute``), never chosen by the CPU;
 - every ``checkpoint_every`` steps the model, optimiser, scheduler, RNG states and step, written
   atomically (``harness.checkpoint``); rerunning the same command continues there, and refuses other
-  learned settings;
-- ``max_minutes`` bounds all sessions together, ``max_steps`` stops early; either way the model folder
-  and ``training.json`` are written.
+  learned settings, another dtype, base model or data;
+- a recipe is work (steps or epochs, data, seed, dtype), never wall time: ``max_minutes`` only pauses
+  one session (a checkpoint, an incomplete model folder, exit status ``PAUSED``) and the next run of
+  the same command continues with a budget of its own; ``max_steps`` stops early on purpose. Either
+  way the model folder is written with ``"complete": false`` in ``training.json``, which the
+  cross-encoder and generative retriever flag when they load it.
 """
 
 from __future__ import annotations
@@ -42,12 +45,15 @@ from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.checkpoint import Checkpoint
 from rankbench.harness.compute import compute_dtype, dtype_name
 from rankbench.harness.config import compose
+from rankbench.harness.errors import ConfigError
 from rankbench.harness.recipe import parse_with_recipe
 from rankbench.harness.signals import resumable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+PAUSED = 75  # exit status of a session paused by --max-minutes (EX_TEMPFAIL: rerun to continue)
+TRAINING_DTYPES = ("float32", "bfloat16")
 LOSS_TAIL = 20  # final_loss: the mean of the last steps' losses, less noisy than the last one
 
 
@@ -72,7 +78,7 @@ class TrainConfig:
     warmup: float = 0.1
     clip: float = 1.0
     seed: int = 13
-    dtype: str = "auto"
+    dtype: str = "float32"  # or bfloat16; never auto (training_dtype)
     threads: int = 2
     checkpoint_every: int = 50
     max_minutes: float | None = None
@@ -146,7 +152,7 @@ class Trainer(ABC):
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        self.dtype = compute_dtype(cfg.dtype)
+        self.dtype = training_dtype(cfg.dtype)
 
     @property
     @abstractmethod
@@ -178,15 +184,31 @@ class Trainer(ABC):
         """``training.json``'s fields about the data and the model, before the common ones."""
 
     @abstractmethod
+    def inputs(self) -> dict[str, str]:
+        """Digests of what the model learns from beyond the settings (base weights, data); asked after
+        ``build_model``. A checkpoint keeps them, so a resume on other weights or data is refused."""
+
+    @abstractmethod
     def save(self, out: Path) -> dict[str, Any]:
         """Write the model folder; returns ``training.json``'s fields about what was written."""
+
+
+def training_dtype(requested: str) -> torch.dtype:
+    """The recipe's compute dtype. ``auto`` is refused: it picks bf16 on CPUs with native bf16 and float32
+    elsewhere, so one recipe would train different models on different machines."""
+    if requested not in TRAINING_DTYPES:
+        raise ConfigError(
+            f"--dtype (recipe key dtype) is {requested!r}; training takes float32 (the default) or bfloat16, "
+            "never auto, which picks by CPU and would make the recipe learn a different model on another machine"
+        )
+    return compute_dtype(requested)
 
 
 def fit(trainer: Trainer) -> dict[str, Any]:
     """Train (or resume) and save the model folder; returns what training.json records."""
     from transformers import get_linear_schedule_with_warmup
 
-    session_start = time.perf_counter()  # the budget counts loading too
+    session_start = time.perf_counter()  # a session's budget counts its loading too
     cfg = trainer.cfg
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -199,10 +221,12 @@ def fit(trainer: Trainer) -> dict[str, Any]:
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup * total), total)
     state: dict[str, Any] = {"step": 0, "wall_s": 0.0, "losses": [], trainer.evaluations: []}
     parts = {"model": trainer.model, "optimizer": optimizer, "scheduler": scheduler}
-    checkpoint = Checkpoint(out / "checkpoint" / "state.pt", cfg.learned(), parts, state, session_start)
+    path = out / "checkpoint" / "state.pt"
+    checkpoint = Checkpoint(path, cfg.learned(), trainer.inputs(), parts, state, session_start)
     checkpoint.resume()
     stop_at = min(total, cfg.max_steps) if cfg.max_steps else total
-    step = _steps(trainer, batches, optimizer, scheduler, checkpoint, stop_at)
+    deadline = session_start + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    step = _steps(trainer, batches, optimizer, scheduler, checkpoint, stop_at, deadline)
     _evaluate(trainer, state, step)
     checkpoint.save(step)
     record = _record(trainer, state, total) | trainer.save(out) | _provenance(trainer)
@@ -211,15 +235,17 @@ def fit(trainer: Trainer) -> dict[str, Any]:
     return record
 
 
-def _steps(trainer: Trainer, batches: Batches, optimizer, scheduler, checkpoint: Checkpoint, stop_at: int) -> int:
-    """Optimiser steps until ``stop_at`` or the time budget's deadline; returns the step reached."""
+def _steps(
+    trainer: Trainer, batches: Batches, optimizer, scheduler, checkpoint: Checkpoint, stop_at: int, deadline: float
+) -> int:
+    """Optimiser steps until ``stop_at`` or this session's ``deadline`` (``perf_counter`` time); returns the
+    step reached. A session takes at least one step, so rerunning after pauses always gets further."""
     cfg, state = trainer.cfg, checkpoint.state
     trainer.model.train()
-    step = state["step"]
-    deadline = checkpoint.deadline(cfg.max_minutes)
+    step = first = state["step"]
     running = None
     with tqdm(total=stop_at, initial=step, unit="step", desc="train") as bar:
-        while step < stop_at and time.perf_counter() < deadline:
+        while step < stop_at and (step == first or time.perf_counter() < deadline):
             epoch, batch = batches.at(step)
             loss = trainer.loss(batch, epoch)
             loss.backward()
@@ -300,8 +326,28 @@ def _boolean(text: str) -> bool | None:
 
 
 def main(train: Callable[[Any], dict[str, Any]], args: TrainConfig, evaluations: str) -> None:
-    """Run ``train(args)`` as a command: logging on, a resumable interrupt, a summary printed at the end."""
+    """Run ``train(args)`` as a command: logging on, a resumable interrupt, a summary printed at the end,
+    and, when the training is not complete, what to run next; a pause exits with ``PAUSED``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with resumable(f"the last checkpoint is kept in {args.out}/checkpoint"):
         record = train(args)
     print(json.dumps({k: record[k] for k in ("steps", "total_steps", "wall_s", "final_loss", evaluations)}, indent=2))
+    if not record["complete"]:
+        print(unfinished(record, args), file=sys.stderr)
+        if not _stopped_by_max_steps(record, args):
+            sys.exit(PAUSED)
+
+
+def unfinished(record: dict[str, Any], args: TrainConfig) -> str:
+    """What an incomplete session left and how to go on (``max_steps`` stops on purpose, a budget pauses)."""
+    left = (
+        f"step {record['steps']} of {record['total_steps']}: {args.out} holds the model so far, marked "
+        f'"complete": false in training.json, and its checkpoint'
+    )
+    if _stopped_by_max_steps(record, args):
+        return f"stopped by --max-steps {args.max_steps} at {left}; rerun without --max-steps to continue"
+    return f"paused by --max-minutes {args.max_minutes:g} at {left}; rerun the same command to continue"
+
+
+def _stopped_by_max_steps(record: dict[str, Any], args: TrainConfig) -> bool:
+    return args.max_steps is not None and record["steps"] >= args.max_steps

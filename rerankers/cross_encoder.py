@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from rankbench.harness.components import Pointwise
 from rankbench.harness.compute import compute_dtype, dtype_name, inference, length_sorted
 from rankbench.harness.errors import ConfigError
-from rankbench.harness.models import NotAnEncoder, resolve_model, weights_digest
+from rankbench.harness.models import NotAnEncoder, resolve_model, training_status, weights_digest
 from rankbench.harness.types import Doc, Query
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,12 @@ class CrossEncoder(Pointwise):
         """What decides the scores beyond the config: the weights and the compute dtype ``auto`` picks."""
         dtype = compute_dtype(cfg.get("dtype", "auto"))
         return {"weights": weights_digest(resolve_model(cfg.model)), "compute_dtype": dtype_name(dtype)}
+
+    @classmethod
+    def row_columns(cls, cfg: DictConfig) -> dict[str, str]:
+        """``model_complete`` from the folder's ``training.json`` (warning when false): from the config, so a
+        row whose stage came from the cache carries it too."""
+        return training_status(resolve_model(cfg.model))
 
     def provenance(self) -> dict[str, str]:
         """Leaderboard columns that identify the model."""

@@ -6,7 +6,7 @@ takes ``batch_queries`` queries, each with 1 judged positive and ``negatives`` h
 drawn (per epoch, from a seed) out of the framework's own BM25 top-``negatives_depth`` minus
 the positives, and minimises the listwise softmax cross-entropy of the positive within its
 group. The negatives, like the batches, are a pure function of (seed, epoch), so a resumed run
-equals an uninterrupted one. The loop, optimiser, checkpoints, resume and time budget are
+equals an uninterrupted one. The loop, optimiser, checkpoints, resume and pausing are
 ``rankbench.harness.training``'s. The result is a Hugging Face folder (weights, tokenizer,
 ``training.json``) that ``reranker.model=<folder>`` uses.
 """
@@ -173,6 +173,9 @@ class CrossEncoderTrainer(training.Trainer):
             "train_queries": len(self.train_set),
             "dev_queries": len(self.dev),
         }
+
+    def inputs(self) -> dict[str, str]:
+        return {"base_digest": weights_digest(self.base), "dataset_fingerprint": self.dataset.fingerprint}
 
     def save(self, out: Path) -> dict[str, Any]:
         """Write the HF folder beside the final location, then move each file in (a kill leaves the old one)."""

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from rankbench.harness.cache import file_digest
 from rankbench.harness.components import Retriever
 from rankbench.harness.errors import ConfigError
-from rankbench.harness.models import ModelUnavailable, resolve_model
+from rankbench.harness.models import ModelUnavailable, resolve_model, training_status
 from rankbench.harness.types import Corpus, Query, Run
 from rankbench.retrievers.generative_model import CONFIG_FILE, DOCIDS_FILE, WEIGHTS_FILE, GenerativeRetriever
 
@@ -54,6 +54,12 @@ class Generative(Retriever):
         """The model's content (weights and id map): a folder retrained in place must not serve old runs."""
         folder = _model_folder(str(cfg.model))
         return "-".join(file_digest(folder / name) for name in (CONFIG_FILE, DOCIDS_FILE, WEIGHTS_FILE))
+
+    @classmethod
+    def row_columns(cls, cfg: DictConfig) -> dict[str, str]:
+        """``model_complete`` from the folder's ``training.json`` (warning when false); the row of a first
+        stage takes its columns from the config only, and a cached run carries it too."""
+        return training_status(_model_folder(str(cfg.model)))
 
     def index(self, corpus: Corpus, cache_dir: Path) -> None:
         """Load the model and check it was trained on this very corpus (nothing else to index)."""

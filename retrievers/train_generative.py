@@ -7,7 +7,7 @@ train split (``dataset=scifact-train``), from the judged train queries. Test qre
 trained on. A held-out slice (``eval_size`` train queries when there are any, else one unseen
 random span per document) reports Hits@1/Hits@10 under constrained beam search as training goes.
 
-The loop, optimiser, checkpoints (``<out>/checkpoint/state.pt``), resume, time budget and
+The loop, optimiser, checkpoints (``<out>/checkpoint/state.pt``), resume, pausing and
 ``training.json`` are ``rankbench.harness.training``'s, shared with ``rankbench.rerankers.train``.
 """
 
@@ -213,6 +213,13 @@ class GenerativeTrainer(training.Trainer):
             "id_length_max": max(map(len, docids.ids)),
             "train_examples": sources,
             "held_out": {"examples": len(held_out), "source": held_out[0].source if held_out else None},
+        }
+
+    def inputs(self) -> dict[str, str]:
+        return {
+            "base_digest": weights_digest(self.base),
+            "dataset_fingerprint": self.dataset.fingerprint,
+            "docids_digest": self.docids.digest,
         }
 
     def save(self, out: Path) -> dict[str, Any]:

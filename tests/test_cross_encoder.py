@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from rankbench.harness.errors import ConfigError
 from rankbench.harness.experiment import run_experiment
 from rankbench.harness.models import resolve_model, weights_digest
 from rankbench.harness.runfile import read_trec_run
+from rankbench.harness.training import PAUSED, unfinished
 from rankbench.harness.types import Doc, Query
 from rankbench.rerankers.cross_encoder import CrossEncoder, NotACrossEncoder
-from rankbench.rerankers.train import TrainConfig, train
+from rankbench.rerankers.train import CrossEncoderTrainer, TrainConfig, main, train
 from tests.conftest import write_beir
 
 # Queries share words with several documents, so BM25 retrieves hard negatives for each.
@@ -90,6 +92,36 @@ def trained(tmp_path_factory) -> dict[str, Path]:
 
 def record(folder: Path) -> dict:
     return json.loads((folder / "training.json").read_text())
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# 3 queries train (one batch, one step per epoch) and 1 is held out as dev: 3 steps, dev nDCG@10 at the end.
+PAUSE_RECIPE = {"batch_queries": 3, "epochs": 3.0, "dev_queries": 1, "dev_depth": 8}
+PAUSE_STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def paused(trained) -> dict:
+    """The same recipe trained in one go, and by the command with a budget too small for any work, rerun
+    until it completes: each session pauses after its one guaranteed step (a deterministic pause)."""
+    root = trained["root"]
+    train(tiny_config(root, "whole", **PAUSE_RECIPE))
+    argv = ["--out", str(root / "paused"), "--dataset", "scifact", "--overrides", f"dataset.path={root / 'beir'}"]
+    argv += ["--cache-dir", str(root / "cache"), "--max-minutes", "1e-6"]
+    learned = tiny_config(root, "", **PAUSE_RECIPE).learned()
+    argv += [arg for k, v in learned.items() if k not in ("dataset", "overrides") for arg in (flag(k), str(v))]
+    sessions = []
+    while not sessions or not sessions[-1]["complete"]:
+        try:
+            main(argv)
+            sessions.append({"exit": 0, **record(root / "paused")})
+        except SystemExit as e:
+            sessions.append({"exit": e.code, **record(root / "paused")})
+        assert len(sessions) <= PAUSE_STEPS, "a rerun made no progress"
+    return {"whole": root / "whole", "paused": root / "paused", "sessions": sessions}
 
 
 def test_loss_falls_and_positive_rises(trained):
@@ -210,3 +242,67 @@ def test_two_label_models_score_the_log_odds():
 
     logits = torch.tensor([[0.5, 2.0], [1.0, -1.0]])
     assert pair_scores(logits).tolist() == pytest.approx([1.5, -2.0])
+
+
+def test_a_paused_training_goes_on_when_rerun_and_gives_the_uninterrupted_model(paused):
+    """A budget only pauses: each rerun of the same command gets a budget of its own and goes on from the
+    checkpoint, and the finished model equals the one trained in one session."""
+    sessions = paused["sessions"]
+    assert [s["steps"] for s in sessions] == list(range(1, PAUSE_STEPS + 1))
+    assert [s["complete"] for s in sessions] == [False] * (PAUSE_STEPS - 1) + [True]
+    assert [s["exit"] for s in sessions] == [PAUSED] * (PAUSE_STEPS - 1) + [0]
+    assert sessions[-1]["total_steps"] == PAUSE_STEPS
+    whole, resumed = record(paused["whole"]), record(paused["paused"])
+    assert whole["steps"] == resumed["steps"] == PAUSE_STEPS and whole["complete"]
+    ndcg = "dev_ndcg@10_reranked"
+    assert resumed["dev"][-1]["step"] == whole["dev"][-1]["step"] == PAUSE_STEPS
+    assert resumed["dev"][-1][ndcg] == pytest.approx(whole["dev"][-1][ndcg], abs=1e-3)
+    assert weights_digest(paused["paused"]) == weights_digest(paused["whole"])
+
+
+def test_a_pause_says_how_far_it_got_and_how_to_continue(trained, tmp_path: Path):
+    folder = shutil.copytree(trained["early"], tmp_path / "ce")
+    args = tiny_config(trained["root"], str(folder), max_minutes=5.0)
+    message = unfinished(record(folder), args)
+    assert f"paused by --max-minutes 5 at step 2 of {STEPS}" in message and str(folder) in message
+    assert '"complete": false' in message and "rerun the same command to continue" in message
+    stopped = unfinished(record(folder), tiny_config(trained["root"], str(folder), max_steps=2))
+    assert stopped.startswith("stopped by --max-steps 2 at step 2") and "rerun without --max-steps" in stopped
+
+
+def test_resuming_with_another_dtype_is_refused_naming_it(trained, tmp_path: Path):
+    """The checkpoint of the fixture's resumed run was written in float32 (the default)."""
+    folder = shutil.copytree(trained["resumed"], tmp_path / "ce")
+    with pytest.raises(ConfigError, match=r"--dtype: 'float32' in the checkpoint, 'bfloat16' now") as error:
+        train(tiny_config(trained["root"], str(folder), dtype="bfloat16"))
+    assert str(folder / "checkpoint" / "state.pt") in str(error.value)
+
+
+def test_training_refuses_dtype_auto_naming_the_flag(trained):
+    with pytest.raises(ConfigError, match=r"--dtype \(recipe key dtype\) is 'auto'"):
+        CrossEncoderTrainer(tiny_config(trained["root"], "auto", dtype="auto"))
+
+
+def test_an_incomplete_model_warns_and_is_flagged_in_the_leaderboard_row(trained, make_cfg, tmp_path: Path, caplog):
+    """The fixture's early copy stopped at step 2 of 8; the flag comes from training.json, so a rerun whose
+    reranking stage is served from the cache carries it too."""
+    beir = trained["root"] / "beir"
+    cfg = make_cfg(f"dataset.path={beir}", "reranker=cross_encoder", f"reranker.model={trained['early']}")
+    with caplog.at_level(logging.WARNING):
+        early = run_experiment(cfg)
+    assert f"model {trained['early']} is incomplete: its training stopped at step 2 of {STEPS}" in caplog.text
+    assert early.row["reranker_model_complete"] == "false"
+    again = run_experiment(
+        make_cfg(
+            f"dataset.path={beir}", "reranker=cross_encoder", f"reranker.model={trained['early']}", "overwrite=true"
+        )
+    )
+    assert json.loads((again.run_dir / "metrics.json").read_text())["stage_cache"]["reranker"] == {"stages": {"hit": 1}}
+    assert again.row["reranker_model_complete"] == "false"
+    caplog.clear()
+    full = run_experiment(
+        make_cfg(f"dataset.path={beir}", "reranker=cross_encoder", f"reranker.model={trained['full']}")
+    )
+    assert full.row["reranker_model_complete"] == "true" and "incomplete" not in caplog.text
+    with open(tmp_path / "runs" / "leaderboard.csv", newline="") as f:
+        assert [r["reranker_model_complete"] for r in csv.DictReader(f)] == ["false", "false", "true"]

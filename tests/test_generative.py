@@ -62,9 +62,14 @@ def test_training_memorises_every_document(trained: Path):
     assert record["evals"][-1]["step"] == 30 and "hits@10" in record["evals"][-1]
 
 
-def test_end_to_end_run_has_only_corpus_docids(trained: Path, beir: Path, make_cfg):
+def test_end_to_end_run_has_only_corpus_docids(trained: Path, beir: Path, make_cfg, caplog):
+    """The fixture stops at --max-steps 30 of its 100 epochs: an incomplete model, warned about and flagged."""
     cfg = make_cfg(f"dataset.path={beir}", "retriever=generative", f"retriever.model={trained}", "retriever.threads=1")
-    outcome = run_experiment(cfg)
+    with caplog.at_level(logging.WARNING):
+        outcome = run_experiment(cfg)
+    total = json.loads((trained / "training.json").read_text())["total_steps"]
+    assert f"model {trained} is incomplete: its training stopped at step 30 of {total}" in caplog.text
+    assert outcome.row["retriever_model_complete"] == "false"
     run = read_trec_run(outcome.run_dir / "run.trec")
     assert set(run) == {q["_id"] for q in QUERIES}
     for ranked in run.values():
@@ -157,7 +162,7 @@ def test_resume_equals_an_uninterrupted_run_and_other_settings_are_refused(beir:
     assert resumed["losses"] == pytest.approx(whole["losses"], abs=1e-4)
     a, b = (GenerativeRetriever.load(tmp_path / name).state_dict() for name in ("whole", "split"))
     assert all(torch.allclose(a[key], b[key], atol=1e-4) for key in a)
-    with pytest.raises(ConfigError, match=r"other settings \(lr\)"):
+    with pytest.raises(ConfigError, match=r"other settings \(--lr: 0\.0003 in the checkpoint, 1e-05 now\)"):
         train(config(beir, tmp_path / "split", tmp_path / "cache", max_steps=6, **small, lr=1e-5))
 
 
