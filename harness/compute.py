@@ -1,4 +1,4 @@
-"""CPU compute shared by the neural components: which dtype to run in, bf16 autocast, length-sorted batches.
+"""CPU compute shared by the neural components: which dtype to run in, bf16 autocast, int8, length-sorted batches.
 
 Bi-encoders, cross-encoders, the LLM backend and the trainers must make these decisions alike:
 ``compute_dtype`` goes into their cache keys and ``training.json`` (as ``dtype_name``), so two
@@ -10,6 +10,7 @@ so that neither imports the other for them.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ from tqdm import tqdm
 from rankbench.harness.errors import ConfigError
 
 DTYPES = ("auto", "float32", "bfloat16")
+INT8 = "int8"
+MODEL_DTYPES = (*DTYPES, INT8)  # encoders and cross-encoders: int8 quantises their linear layers
 
 
 def compute_dtype(requested: str) -> torch.dtype:
@@ -53,6 +56,42 @@ def _cpuinfo() -> str:
         return Path("/proc/cpuinfo").read_text()
     except OSError:
         return ""
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every ``nn.Linear`` as a dynamic int8 linear layer (per-channel weight scales).
+
+    Per-channel weights keep the error to the activations' per-batch rounding: per-tensor weight
+    scales cost all-MiniLM-L6-v2 a further 0.06 of mean cosine to fp32 in our measurements.
+    """
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation notice for quantized tensors, once per layer
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+
+
+def model_dtype_name(requested: str, setting: str) -> str:
+    """What a cache identity records for ``requested``: ``int8``, or the float dtype ``compute_dtype`` picks.
+
+    Known without loading the model, so that a run's config hash can include it. ``setting`` names the
+    config key in the error (``retriever.dtype``, ``reranker.dtype``).
+    """
+    if requested not in MODEL_DTYPES:
+        raise ConfigError(f"{setting} must be one of {', '.join(MODEL_DTYPES)}, got {requested!r}")
+    return INT8 if requested == INT8 else dtype_name(compute_dtype(requested))
+
+
+def prepare_model(model: torch.nn.Module, requested: str, setting: str) -> tuple[torch.nn.Module, torch.dtype, str]:
+    """(the model to run, the autocast dtype around it, ``model_dtype_name``) for ``requested``.
+
+    int8 replaces the linear layers and keeps the activations float32 around the int8 products, so it
+    runs without autocast; the float dtypes keep the fp32 weights and autocast where bf16 was chosen.
+    """
+    name = model_dtype_name(requested, setting)
+    if name == INT8:
+        return quantize_int8(model), torch.float32, name
+    return model, compute_dtype(requested), name
 
 
 def autocast(dtype: torch.dtype) -> torch.autocast:

@@ -75,7 +75,7 @@ def dev_ndcg(model, tokenizer, dataset, run: Run, dev: list[Example], cfg: Train
     docs = dataset.corpus.get_many({d for head in heads.values() for d, _ in head})
     pairs = [(qid, d) for qid, head in heads.items() for d, _ in head]
     model.eval()
-    flat = score_pairs(
+    flat, _ = score_pairs(
         model,
         tokenizer,
         [queries[q] for q, _ in pairs],

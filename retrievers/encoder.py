@@ -16,20 +16,17 @@ nDCG@10 (docs/dense.md), though single vectors move further (cosine to fp32 abou
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from rankbench.harness.compute import DTYPES, compute_dtype, dtype_name, inference, length_sorted
+from rankbench.harness.compute import inference, length_sorted, prepare_model
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import EncoderSpec
 
 log = logging.getLogger(__name__)
-
-ENCODER_DTYPES = (*DTYPES, "int8")  # int8: bi-encoders only (dynamic quantisation of the linear layers)
 
 
 class Encoder(Protocol):
@@ -62,37 +59,18 @@ def encode_sorted(
     return length_sorted([len(t) for t in texts], batch_size, lambda idx: forward([texts[i] for i in idx]), desc)
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with every ``nn.Linear`` as a dynamic int8 linear layer (per-channel weight scales).
-
-    Per-channel weights keep the error to the activations' per-batch rounding: per-tensor weight
-    scales cost all-MiniLM-L6-v2 a further 0.06 of mean cosine to fp32 in our measurements.
-    """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's deprecation notice for quantized tensors, once per layer
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
-
-
 class TorchEncoder:
     """A Hugging Face encoder run by PyTorch, pooled and normalised as its spec says."""
 
     def __init__(self, spec: EncoderSpec, dtype: str = "auto", threads: int | None = None):
         from transformers import AutoModel, AutoTokenizer
 
-        if dtype not in ENCODER_DTYPES:
-            raise ConfigError(f"retriever.dtype must be one of {', '.join(ENCODER_DTYPES)}, got {dtype!r}")
         if threads:
             torch.set_num_threads(threads)
         self.spec = spec
         self.tokenizer = AutoTokenizer.from_pretrained(spec.folder)
-        self.model = AutoModel.from_pretrained(spec.folder).eval()
-        if dtype == "int8":  # the activations stay float32 around the int8 products
-            self.dtype, self.model, compute = torch.float32, quantize_int8(self.model), "int8"
-        else:
-            self.dtype = compute_dtype(dtype)
-            compute = dtype_name(self.dtype)
+        model = AutoModel.from_pretrained(spec.folder).eval()
+        self.model, self.dtype, compute = prepare_model(model, dtype, "retriever.dtype")
         self.dim = int(self.model.config.hidden_size)
         self.identity = {"backend": "torch", "compute_dtype": compute}
 

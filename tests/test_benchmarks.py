@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import cpu, cpu_kind
 from rankbench.harness.compute import native_bf16
 from tests.conftest import SHARED_DATA, run_python
 
@@ -29,19 +30,25 @@ def test_bm25_benchmark_smoke(tmp_path: Path):
 def test_cross_encoder_benchmark_smoke(tmp_path: Path):
     out = tmp_path / "results"
     args = ["--queries", "2", "--depth", "5", "--max-length", "64", "--out", str(out), "--cache-dir", str(tmp_path)]
-    run_python("benchmarks/cross_encoder.py", "--data-root", str(SHARED_DATA), *args)
-    report = json.loads((out / "cross_encoder.json").read_text())
-    fp32 = ["sentence-transformers CrossEncoder.predict (fp32)", "rankbench CrossEncoder (float32)"]
+    run_python("benchmarks/cross_encoder.py", "--data-root", str(SHARED_DATA), *args, "--rounds", "2")
+    name = f"cross_encoder-{cpu_kind(cpu()['cpu_flags'])}"
+    report = json.loads((out / f"{name}.json").read_text())
+    markdown = (out / f"{name}.md").read_text()
+    timed = ["sentence-transformers CrossEncoder.predict (fp32)", "rankbench CrossEncoder (float32)"]
+    timed.append("rankbench CrossEncoder (int8)")
     bf16 = "rankbench CrossEncoder (bfloat16)"
     if native_bf16():  # dtype=auto runs bf16 here: it is timed
-        assert [r["system"] for r in report["results"]] == [*fp32, bf16] and report["skipped"] == []
-    else:  # auto is float32 here: the bf16 row is named as not run, with the reason
-        assert [r["system"] for r in report["results"]] == fp32
+        assert [r["system"] for r in report["results"]] == [*timed, bf16] and report["skipped"] == []
+    else:  # bf16 is emulated here: named as not run, with the reason
+        assert [r["system"] for r in report["results"]] == timed
         assert [s["system"] for s in report["skipped"]] == [bf16] and "AVX-512 BF16" in report["skipped"][0]["reason"]
-        assert f"Not run: {bf16}" in (out / "cross_encoder.md").read_text()
+        assert f"Not run: {bf16}" in markdown
     assert report["pairs"] == 10 and all(r["pairs"] == 10 for r in report["results"])
-    assert all(r["mean_spearman"] > 0.9 for r in report["results"])  # the same model, scored each way
-    assert "| system |" in (out / "cross_encoder.md").read_text()
+    fp32 = report["results"][1]
+    assert fp32["mean_spearman_vs_peer"] > 0.99 and fp32["max_abs_diff_vs_peer"] < 1e-4  # the same model, in fp32
+    assert all(r["top10_overlap_vs_fp32"] > 0 for r in report["results"])
+    assert report["bm25_ndcg@10"] is None and "nDCG@10" not in markdown  # a fresh head is not evaluated
+    assert "| system |" in markdown and "vector flags" in markdown
 
 
 @pytest.mark.slow
