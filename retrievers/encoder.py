@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from rankbench.harness.compute import inference, length_sorted, prepare_model
+from rankbench.harness.compute import inference, length_sorted, model_dtype_name, prepare_model
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.models import EncoderSpec
 
@@ -67,6 +67,7 @@ class TorchEncoder:
 
         if threads:
             torch.set_num_threads(threads)
+        model_dtype_name(dtype, "retriever.dtype")  # a bad dtype is refused before the weights load
         self.spec = spec
         self.tokenizer = AutoTokenizer.from_pretrained(spec.folder)
         model = AutoModel.from_pretrained(spec.folder).eval()
