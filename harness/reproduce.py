@@ -30,6 +30,7 @@ from rankbench.harness.config import compose, conf_dir
 from rankbench.harness.errors import ConfigError, RankbenchError
 from rankbench.harness.experiment import run_experiment
 from rankbench.harness.htmlpage import document, table
+from rankbench.harness.leaderboard import to_markdown
 from rankbench.harness.signals import resumable
 
 log = logging.getLogger(__name__)
@@ -194,8 +195,7 @@ def check_rows(matrix: dict[str, Condition], outcomes: list[Outcome]) -> list[li
 
 
 def markdown(rows: list[list[str]]) -> str:
-    lines = [rows[0], ["---"] * len(rows[0]), *rows[1:]]
-    return "".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |\n" for line in lines)
+    return to_markdown(rows[0], rows[1:])
 
 
 def html_page(rows: list[list[str]], when: str) -> str:
