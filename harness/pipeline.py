@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from rankbench.harness.errors import ConfigError
 from rankbench.harness.rerank import rerank_listwise, rerank_pointwise
 from rankbench.harness.runfile import read_trec_run, write_trec_run
 from rankbench.harness.score_cache import ScoreCache
-from rankbench.harness.stages import StageResult, content_identity, first_stage_key, first_stage_run, resolved
+from rankbench.harness.stages import StageResult, content_identity, first_stage_run, resolved
 from rankbench.harness.types import Corpus, Query, Run
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,11 @@ class Stage:
     def interpolate(self) -> float | str | None:
         return self.cfg.get("interpolate")
 
+    @cached_property
     def component_cfg(self) -> DictConfig:
         """The node Hydra instantiates: the stage's own keys left out, interpolations (``${cache_dir}``)
-        resolved first, against the whole config they came from."""
+        resolved first, against the whole config they came from. Resolved once: the stage key, the score
+        key and the instantiation all read it."""
         node = OmegaConf.to_container(self.cfg, resolve=True)
         return OmegaConf.create({k: v for k, v in node.items() if k not in STAGE_KEYS})
 
@@ -119,14 +122,13 @@ class PipelineRun:
 
 def run_pipeline(pipeline: Pipeline, corpus: Corpus, queries: list[Query], cache_dir: Path) -> PipelineRun:
     """Every stage in turn, each from its cache when this exact prefix ran before."""
-    first = pipeline.stages[0]
-    results = [first_stage_run(first.cfg, corpus, queries, cache_dir)]
-    key = first_stage_key(first.cfg, corpus, queries)
+    results = [first_stage_run(pipeline.stages[0].cfg, corpus, queries, cache_dir)]
     for stage in pipeline.rerankers:
-        key = stage_key(stage, key)
+        key = stage_key(stage, results[-1].key)
         with cache.tally() as used:
             result = _cached_stage(stage, key, queries, results[-1].run, corpus, cache_dir)
         result.cache = {kind: dict(counts) for kind, counts in used.items()}
+        result.key = key
         results.append(result)
     return PipelineRun(results[-1].run, results)
 
@@ -136,7 +138,7 @@ def stage_key(stage: Stage, previous: dict[str, Any]) -> dict[str, Any]:
     key = {
         "kind": "rerank-stage",
         "previous": cache.key_hash(previous),
-        "reranker": resolved(stage.component_cfg()),
+        "reranker": resolved(stage.component_cfg),
         "depth": stage.depth,
         "interpolate": stage.interpolate,
         "queries": previous["queries"],
@@ -168,7 +170,7 @@ def _cached_stage(
 
 def _rerank(stage: Stage, queries: list[Query], run: Run, corpus: Corpus, cache_dir: Path) -> StageResult:
     """Build the stage's component and apply it by its kind."""
-    component = instantiate(stage.component_cfg())
+    component = instantiate(stage.component_cfg)
     provenance: dict[str, str] = {}
     if isinstance(component, Pointwise):
         weight = _weight(stage, component)
@@ -198,7 +200,7 @@ def _weight(stage: Stage, scorer: Pointwise) -> float | None:
 
 def _score_key(stage: Stage, corpus: Corpus) -> dict[str, Any]:
     """Scores depend on the scorer and the texts, not on depth or weight: every depth shares them."""
-    key: dict[str, Any] = {"reranker": resolved(stage.component_cfg())}
+    key: dict[str, Any] = {"reranker": resolved(stage.component_cfg)}
     if (identity := content_identity(stage.cfg)) is not None:
         key["identity"] = identity
     return {**key, "corpus": corpus.fingerprint}

@@ -194,10 +194,6 @@ def check_rows(matrix: dict[str, Condition], outcomes: list[Outcome]) -> list[li
     return rows
 
 
-def markdown(rows: list[list[str]]) -> str:
-    return to_markdown(rows[0], rows[1:])
-
-
 def html_page(rows: list[list[str]], when: str) -> str:
     """The table as a page, in the leaderboard report's style."""
     settings = f"<p class='settings'>generated {html.escape(when)} from conf/reproduce.yaml</p>"
@@ -235,7 +231,7 @@ def readme_table(matrix: dict[str, Condition], last: dict[str, Any]) -> str:
                 f"`{command(condition)}`",
             ]
         )
-    return markdown(rows)
+    return to_markdown(rows[0], rows[1:])
 
 
 def command(condition: Condition) -> str:
@@ -294,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = check_rows(matrix, outcomes)
-    print(markdown(rows), end="")
+    print(to_markdown(rows[0], rows[1:]), end="")
     write_text_atomic(folder / "report.html", html_page(rows, datetime.now(UTC).isoformat(timespec="seconds")))
     print(f"results: {folder / 'last.json'}, {folder / 'report.html'}", file=sys.stderr)
     return 0 if all(o.held for o in outcomes) else 1

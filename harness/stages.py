@@ -40,6 +40,8 @@ class StageResult:
     # Cache entries the stage found or built, by cache folder: {"first-stage": {"hit": 1}}; metrics.json
     # records it so a rerun can be shown to have reused its index and run (tests assert it, not timings).
     cache: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The cache key this run was stored under; the next stage's key chains it (harness/pipeline.py).
+    key: dict[str, Any] = field(default_factory=dict)
 
 
 def strip_runtime(node: Any, keys: frozenset[str] = HARNESS_KEYS) -> Any:
@@ -86,17 +88,18 @@ def row_columns(component: DictConfig | None) -> dict[str, str]:
 
 def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path) -> StageResult:
     """The retriever's run, from the stage cache when this exact first stage ran before."""
+    key = first_stage_key(retriever_cfg, corpus, queries)
     with cache.tally() as used:
-        run, seconds, index_seconds = _cached_run(retriever_cfg, corpus, queries, cache_dir)
-    return StageResult(run, seconds, index_seconds, cache={kind: dict(counts) for kind, counts in used.items()})
+        run, seconds, index_seconds = _cached_run(retriever_cfg, key, corpus, queries, cache_dir)
+    cached = {kind: dict(counts) for kind, counts in used.items()}
+    return StageResult(run, seconds, index_seconds, cache=cached, key=key)
 
 
 def _cached_run(
-    retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path
+    retriever_cfg: DictConfig, key: dict[str, Any], corpus: Corpus, queries: list[Query], cache_dir: Path
 ) -> tuple[Run, float, float]:
     """(run, retrieve seconds, index seconds); apart from ``first_stage_run`` because the run's own
     cache entry is counted when its lock is released, which must happen inside the tally."""
-    key = first_stage_key(retriever_cfg, corpus, queries)
     root = cache_dir / "first-stage"
     started = time.perf_counter()
     with cache.locked(root, key):

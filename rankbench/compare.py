@@ -64,10 +64,10 @@ def experiment(
     settings |= {"data_root": str(data_root)} if data_root is not None else {}
     configs = [_config(system, [f"dataset={dataset}", *overrides], settings) for system in systems]
     labels = _names(configs, names)
-    values = _evaluate_all(configs, labels, record)
+    means, values = _evaluate_all(configs, labels, record)
     if perquery:
         return _long(values)
-    frame = pd.DataFrame({label: _means(per_query) for label, per_query in values.items()}).T
+    frame = pd.DataFrame(means).T
     frame.index.name = "name"
     if baseline is None:
         return frame
@@ -93,34 +93,37 @@ def _names(configs: list[DictConfig], names: Sequence[str] | None) -> list[str]:
     return labels
 
 
-def _evaluate_all(configs: list[DictConfig], labels: list[str], record: bool) -> dict[str, dict[str, dict]]:
-    """label -> qid -> measure -> value; a dataset is loaded once for all systems that share it."""
+Scores = dict[str, dict[str, float]]  # qid -> measure -> value
+
+
+def _evaluate_all(
+    configs: list[DictConfig], labels: list[str], record: bool
+) -> tuple[dict[str, dict[str, float]], dict[str, Scores]]:
+    """Per label, the measures' means and the per-query values; a dataset is loaded once for all systems
+    that share it."""
     datasets: dict[str, Dataset] = {}
-    values = {}
+    means, values = {}, {}
     for label, cfg in zip(labels, configs, strict=True):
         if record:
-            values[label] = _recorded(cfg)
+            means[label], values[label] = _recorded(cfg)
             continue
         key = json.dumps(OmegaConf.to_container(cfg.dataset, resolve=True), sort_keys=True)
         dataset, queries, measures = prepare(cfg, datasets.get(key))
         datasets[key] = dataset
-        values[label] = evaluate_pipeline(cfg, dataset, queries, measures).per_query
-    return values
+        scored = evaluate_pipeline(cfg, dataset, queries, measures)
+        means[label], values[label] = scored.aggregate, scored.per_query
+    return means, values
 
 
-def _recorded(cfg: DictConfig) -> dict[str, dict[str, float]]:
+def _recorded(cfg: DictConfig) -> tuple[dict[str, float], Scores]:
     """Through evaluate.py's path: the run folder and row are written (or a complete one kept)."""
     outcome = run_experiment(cfg)
     with open(outcome.run_dir / "perquery.csv", newline="", encoding="utf-8") as f:
-        return {row.pop("qid"): {m: float(v) for m, v in row.items()} for row in csv.DictReader(f)}
+        per_query = {row.pop("qid"): {m: float(v) for m, v in row.items()} for row in csv.DictReader(f)}
+    return outcome.metrics, per_query
 
 
-def _means(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
-    measures = next(iter(per_query.values()), {})
-    return {m: sum(values[m] for values in per_query.values()) / max(len(per_query), 1) for m in measures}
-
-
-def _long(values: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
+def _long(values: dict[str, Scores]) -> pd.DataFrame:
     rows = [
         (label, qid, measure, value)
         for label, per_query in values.items()
@@ -142,7 +145,7 @@ def _baseline(baseline: int | str, labels: list[str]) -> str:
 
 def _with_tests(
     frame: pd.DataFrame,
-    values: dict[str, dict[str, dict[str, float]]],
+    values: dict[str, Scores],
     base: str,
     correction: str | None,
     permutations: int,
