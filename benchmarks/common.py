@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rankbench.harness.cache import write_text_atomic
+from rankbench.harness.machine import cpu
 from rankbench.harness.types import Query, Run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,30 +35,6 @@ def environment(**versions: str) -> dict[str, Any]:
     """Where the numbers come from: CPU, cores, platform, versions, and the load at the end (others' work slows us)."""
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), **cpu(), **versions}
     return {"machine": machine, "load_average": os.getloadavg()}
-
-
-def cpu(cpuinfo: str | None = None) -> dict[str, Any]:
-    """The CPU model and the vector flags that decide kernel speed (AVX2, AVX-512, AMX): machines here differ."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    fields = dict(line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}  # later processors repeat the first's fields
-    flags = fields.get("flags", "").split()
-    vector = sorted(f for f in flags if f == "avx2" or f.startswith(("avx512", "amx")))
-    return {"cpu": fields.get("model name") or platform.processor() or platform.machine(), "cpu_flags": vector}
-
-
-def cpu_kind(flags: list[str]) -> str:
-    """The class of CPU a speed depends on: ``avx512_bf16`` (native bf16, incl. AMX), ``avx512``, ``avx2`` or ``other``.
-
-    Encoding speed differs by kind, not by model name, so reports are kept per kind side by side.
-    """
-    if {"avx512_bf16", "amx_bf16"} & set(flags):
-        return "avx512_bf16"
-    return "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other"
 
 
 def write_report(out: Path, name: str, markdown: str, report: dict[str, Any]) -> None:

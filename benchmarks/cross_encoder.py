@@ -27,7 +27,7 @@ to make, meaningless to evaluate, and its scores are so close together that int8
 reorders them more than it would a trained model's).
 
 The report goes to ``<out>/cross_encoder-<cpu kind>.md`` and ``.json``, the kind being avx2,
-avx512 or avx512_bf16 (``benchmarks.common.cpu_kind``): speeds differ by kind, so each kind's
+avx512 or avx512_bf16 (``rankbench.harness.machine.cpu_kind``): speeds differ by kind, so each kind's
 latest report is kept beside the others.
 """
 
@@ -51,10 +51,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from benchmarks.common import add_path_options, cpu_kind, environment, write_report  # noqa: E402
+from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from rankbench.harness.compute import native_bf16  # noqa: E402
 from rankbench.harness.config import compose  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
+from rankbench.harness.machine import cpu_kind  # noqa: E402
 from rankbench.harness.metrics import evaluate, parse_measures  # noqa: E402
 from rankbench.harness.models import resolve_model, weights_digest  # noqa: E402
 from rankbench.harness.stages import first_stage_run  # noqa: E402

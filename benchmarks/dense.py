@@ -25,7 +25,7 @@ documents over the summed time of a system's slices; ratio is its docs/s over th
 (min and mean over documents).
 
 The report goes to ``<out>/dense-<cpu kind>.md`` and the raw numbers to ``<out>/dense-<cpu kind>.json``,
-the kind being avx2, avx512 or avx512_bf16 (``benchmarks.common.cpu_kind``): speeds differ by kind,
+the kind being avx2, avx512 or avx512_bf16 (``rankbench.harness.machine.cpu_kind``): speeds differ by kind,
 so each kind's latest report is kept beside the others.
 """
 
@@ -52,8 +52,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere: import this checkout's packages
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import add_path_options, cpu, cpu_kind, write_report  # noqa: E402
+from benchmarks.common import add_path_options, write_report  # noqa: E402
 from rankbench.harness.datasets import load_dataset  # noqa: E402
+from rankbench.harness.machine import cpu, cpu_kind  # noqa: E402
 from rankbench.harness.models import EncoderSpec, encoder_spec  # noqa: E402
 
 log = logging.getLogger("bench.dense")

@@ -51,13 +51,13 @@ from tqdm import tqdm  # noqa: E402
 from benchmarks.common import add_path_options, environment, write_report  # noqa: E402
 from rankbench.harness import cache  # noqa: E402
 from rankbench.harness.datasets import BeirCorpus  # noqa: E402
+from rankbench.harness.machine import cpu  # noqa: E402
 from rankbench.harness.readers import BeirSource  # noqa: E402
 from rankbench.harness.types import Doc  # noqa: E402
 
 log = logging.getLogger("bench.docstore")
 
 Fetch = Callable[[list[str]], dict[str, Doc]]
-_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
 
 
 def scifact_statistics(data_root: Path) -> tuple[list[str], np.ndarray, list[int]]:
@@ -215,17 +215,6 @@ def measure_candidates(corpus_dir: Path, ids: list[str], args: argparse.Namespac
     return rows
 
 
-def cpu_flags() -> str:
-    """The vector extensions this CPU has, of those that matter to the numbers here and elsewhere."""
-    flags = set()
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    return " ".join(f for f in _CPU_FLAGS if f in flags) or "none of " + ", ".join(_CPU_FLAGS)
-
-
 def markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
     lines = [
@@ -283,7 +272,7 @@ def main() -> None:
         "corpus_bytes": corpus_bytes,
         "corpus_s": corpus_s,
         "mean_words": statistics.mean(lengths),
-        "cpu_flags": cpu_flags(),
+        "cpu_flags": " ".join(cpu()["cpu_flags"]) or "no avx2/avx512/amx",
         "cores": os.cpu_count(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **environment(),

@@ -9,16 +9,15 @@ so that neither imports the other for them.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from rankbench.harness import machine
 from rankbench.harness.errors import ConfigError
 
 DTYPES = ("auto", "float32", "bfloat16")
@@ -45,17 +44,8 @@ def native_bf16(cpuinfo: str | None = None) -> bool:
 
     Only then does ``auto`` pick bf16: elsewhere (AVX2) oneDNN emulates it, slower than fp32.
     """
-    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
+    cpuinfo = machine.cpuinfo() if cpuinfo is None else cpuinfo
     return torch.backends.mkldnn.is_available() and ("avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo)
-
-
-@functools.cache
-def _cpuinfo() -> str:
-    """/proc/cpuinfo, read once per process (every encoder and cross-encoder hash asks)."""
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import cpu, cpu_kind
 from benchmarks.dense import SYSTEMS
+from rankbench.harness.machine import cpu, cpu_kind
 from tests.conftest import SHARED_DATA, run_python
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import synthetic
-from benchmarks.common import cpu
 from benchmarks.scale import bm25s_guard, run_child, stderr_tail
+from rankbench.harness.machine import cpu
 from tests.conftest import SHARED_DATA, run_python
 
 
