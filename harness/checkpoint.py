@@ -4,7 +4,9 @@ A resumed run must equal an uninterrupted one, so a checkpoint carries the RNG s
 Python, numpy and torch beside the weights, and is written under a temporary name and renamed
 so that a kill mid-write leaves the previous checkpoint intact. It also carries the wall-clock
 seconds spent so far over all sessions (``training.json`` reports them; a time budget does not read
-them: ``--max-minutes`` pauses each session on its own, see ``rankbench.harness.training``).
+them: ``--max-minutes`` pauses each session on its own, see ``rankbench.harness.training``), and one
+entry per session (steps, seconds and the CPU it ran on), so a model trained over several sittings
+or machines says so.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from rankbench.harness.errors import ConfigError
+from rankbench.harness.machine import cpu
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,8 @@ class Checkpoint:
     """One training's checkpoint file: resume from it and save to it.
 
     ``parts`` are the objects with ``state_dict``/``load_state_dict`` (model, optimizer, scheduler);
-    ``state`` is the trainer's own progress (``step``, ``wall_s`` and whatever lists it keeps), saved
-    and restored whole. ``config`` (the learned settings, dtype included) and ``inputs`` (digests of
+    ``state`` is the trainer's own progress (``step``, ``wall_s``, ``sessions`` and whatever lists it
+    keeps), saved and restored whole. ``config`` (the learned settings, dtype included) and ``inputs`` (digests of
     the base weights and the data) are the training's identity: a resume under another is refused,
     naming what differs, since it would mix two trainings into one model.
     """
@@ -64,9 +67,14 @@ class Checkpoint:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def resume(self) -> None:
-        """Continue where the file left off, if there is one; refuse it when the identity changed."""
-        if not self.path.is_file():
-            return
+        """Continue where the file left off, if there is one (refused when the identity changed), and
+        open this session's entry in ``state["sessions"]``."""
+        if self.path.is_file():
+            self._load()
+        step = self.state["step"]
+        self.state.setdefault("sessions", []).append({"from_step": step, "to_step": step, "wall_s": 0.0, **cpu()})
+
+    def _load(self) -> None:
         saved = torch.load(self.path, weights_only=False)
         settings = differences(saved["config"], self.config, flags=True)
         inputs = differences(saved.get("inputs", {}), self.inputs, flags=False)
@@ -78,13 +86,15 @@ class Checkpoint:
         for name, part in self.parts.items():
             part.load_state_dict(saved[name])
         restore_rng(saved["rng"])
-        self.state.update({k: saved[k] for k in self.state})
+        self.state.update({k: saved[k] for k in self.state if k in saved})  # older checkpoints lack sessions
         log.info("resuming %s at step %d", self.path, self.state["step"])
 
     def save(self, step: int) -> None:
         now = time.perf_counter()
         self.state["step"] = step
         self.state["wall_s"] += now - self._clock
+        session = self.state["sessions"][-1]
+        session["to_step"], session["wall_s"] = step, round(session["wall_s"] + now - self._clock, 1)
         self._clock = now
         snapshot = {name: part.state_dict() for name, part in self.parts.items()}
         identity = {"config": self.config, "inputs": self.inputs}

@@ -219,7 +219,7 @@ def fit(trainer: Trainer) -> dict[str, Any]:
     trainer.model = trainer.build_model()
     optimizer = torch.optim.AdamW(trainer.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup * total), total)
-    state: dict[str, Any] = {"step": 0, "wall_s": 0.0, "losses": [], trainer.evaluations: []}
+    state: dict[str, Any] = {"step": 0, "wall_s": 0.0, "sessions": [], "losses": [], trainer.evaluations: []}
     parts = {"model": trainer.model, "optimizer": optimizer, "scheduler": scheduler}
     path = out / "checkpoint" / "state.pt"
     checkpoint = Checkpoint(path, cfg.learned(), trainer.inputs(), parts, state, session_start)
@@ -284,6 +284,7 @@ def _record(trainer: Trainer, state: dict[str, Any], total: int) -> dict[str, An
         "total_steps": total,
         "complete": state["step"] >= total,
         "wall_s": round(state["wall_s"], 1),
+        "sessions": state["sessions"],
         "final_loss": sum(tail) / len(tail) if tail else None,
         trainer.evaluations: state[trainer.evaluations],
         "losses": [round(v, 5) for v in state["losses"]],

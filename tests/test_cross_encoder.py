@@ -258,6 +258,10 @@ def test_a_paused_training_goes_on_when_rerun_and_gives_the_uninterrupted_model(
     assert resumed["dev"][-1]["step"] == whole["dev"][-1]["step"] == PAUSE_STEPS
     assert resumed["dev"][-1][ndcg] == pytest.approx(whole["dev"][-1][ndcg], abs=1e-3)
     assert weights_digest(paused["paused"]) == weights_digest(paused["whole"])
+    # training.json says the model took three sittings, one step each, and on which CPU
+    steps = [(s["from_step"], s["to_step"]) for s in resumed["sessions"]]
+    assert steps == [(0, 1), (1, 2), (2, 3)] and len(whole["sessions"]) == 1
+    assert all(s["cpu"] and s["wall_s"] > 0 and "cpu_flags" in s for s in resumed["sessions"])
 
 
 def test_a_pause_says_how_far_it_got_and_how_to_continue(trained, tmp_path: Path):
