@@ -31,6 +31,7 @@ from rankbench.harness.errors import ConfigError, RankbenchError
 from rankbench.harness.experiment import run_experiment
 from rankbench.harness.htmlpage import document, table
 from rankbench.harness.leaderboard import to_markdown
+from rankbench.harness.machine import cpu, cpu_kind
 from rankbench.harness.signals import resumable
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 TIERS = ("cheap", "full")
 README_START, README_END = "<!-- reproduce:start -->", "<!-- reproduce:end -->"
 RESULTS = Path("docs/results/reproduce.json")  # beside the README: the last run the README shows
+TRAINING_FIELDS = ("steps", "total_steps", "compute_dtype", "wall_s", "sessions")  # from training.json
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class Outcome:
     measures: dict[str, float]
     run_path: str
     checks: list[dict[str, Any]]
+    machine: dict[str, Any] = field(default_factory=cpu)  # the CPU the condition was checked on
+    training: dict[str, Any] | None = None  # for a trained model: steps, wall time and sittings
 
     @property
     def held(self) -> bool:
@@ -125,31 +129,36 @@ class ReproductionError(RankbenchError):
     """A condition cannot be evaluated as the matrix defines it (e.g. its model is not fully trained)."""
 
 
-def train(condition: Condition) -> None:
-    """Run the condition's recipe to completion (the trainer resumes a paused run); refuse otherwise."""
+def train(condition: Condition) -> dict[str, Any] | None:
+    """Run the condition's recipe to completion (the trainer resumes a paused run), refusing otherwise;
+    returns what ``training.json`` says of the work: steps, dtype, wall time and each sitting's CPU."""
     if condition.train is None:
-        return
+        return None
     recipe = conf_dir() / "train" / condition.train["recipe"]
-    record = Path(str(OmegaConf.load(recipe).out)) / "training.json"
-    if not _complete(record):
+    path = Path(str(OmegaConf.load(recipe).out)) / "training.json"
+    if not _complete(path):
         log.info("%s: training %s (resumable: rerun to continue)", condition.name, recipe)
         subprocess.run([sys.executable, "-m", condition.train["module"], "--recipe", str(recipe)], check=False)
-    if not _complete(record):
+    if not _complete(path):
         raise ReproductionError(
-            f"{condition.name}: {record} does not record a complete training of {recipe}; rerun to resume it"
+            f"{condition.name}: {path} does not record a complete training of {recipe}; rerun to resume it"
         )
+    record = json.loads(path.read_text())
+    return {"recipe": condition.train["recipe"]} | {k: record.get(k) for k in TRAINING_FIELDS}
 
 
 def _complete(record: Path) -> bool:
     return record.is_file() and json.loads(record.read_text()).get("complete") is True
 
 
-def run_condition(condition: Condition, runs: Path, data_root: str | None) -> tuple[dict[str, float], str]:
-    """The condition's measures, through evaluate.py's path (a complete run is kept, not redone)."""
-    train(condition)
+def run_condition(condition: Condition, runs: Path, data_root: str | None) -> Outcome:
+    """The condition's measures, through evaluate.py's path (a complete run is kept, not redone);
+    checks are added by ``reproduce``."""
+    training = train(condition)
     settings = [f"runs_dir={runs}", *([f"data_root={data_root}"] if data_root else [])]
     outcome = run_experiment(compose([*settings, *condition.overrides]))
-    return dict(outcome.metrics), str(outcome.run_dir.relative_to(runs.parent))  # no machine's paths in docs/
+    run_path = str(outcome.run_dir.relative_to(runs.parent))  # no machine's paths in docs/
+    return Outcome(condition.name, dict(outcome.metrics), run_path, [], training=training)
 
 
 def check(condition: Condition, measures: dict[str, float], done: dict[str, Outcome]) -> list[dict[str, Any]]:
@@ -172,9 +181,10 @@ def reproduce(conditions: list[Condition], runs: Path, data_root: str | None) ->
     done: dict[str, Outcome] = {}
     for condition in conditions:
         log.info("reproducing %s: %s", condition.name, condition.title)
-        measures, run_path = run_condition(condition, runs, data_root)
-        done[condition.name] = Outcome(condition.name, measures, run_path, check(condition, measures, done))
-        record(done[condition.name], runs / "reproduce" / "last.json")
+        outcome = run_condition(condition, runs, data_root)
+        outcome.checks = check(condition, outcome.measures, done)
+        done[condition.name] = outcome
+        record(outcome, runs / "reproduce" / "last.json")
     return list(done.values())
 
 
@@ -215,7 +225,7 @@ def record(outcome: Outcome, path: Path) -> None:
 def readme_table(matrix: dict[str, Condition], last: dict[str, Any]) -> str:
     """The README's results table: every condition of the matrix, with its latest result in ``last``
     (a ``last.json``), or "not run" when the matrix has not run it yet."""
-    rows = [["system", "nDCG@10", "R@100", "expected nDCG@10", "status", "source", "command"]]
+    rows = [["system", "nDCG@10", "R@100", "expected nDCG@10", "status", "ran on", "source", "command"]]
     for condition in matrix.values():
         outcome = last["conditions"].get(condition.name, {"measures": {}})
         measures = outcome["measures"]
@@ -227,11 +237,28 @@ def readme_table(matrix: dict[str, Condition], last: dict[str, Any]) -> str:
                 *(f"{measures[m]:.4f}" if m in measures else "–" for m in ("nDCG@10", "R@100")),
                 f"{expected[0]:.4f} ± {expected[1]:g}" if expected else "–",
                 status,
+                ran_on(outcome),
                 condition.source,
                 f"`{command(condition)}`",
             ]
         )
     return to_markdown(rows[0], rows[1:])
+
+
+def ran_on(outcome: dict[str, Any]) -> str:
+    """The CPU kind the condition was checked on and, for a trained model, the work and its sittings:
+    ``avx2; trained 752 steps, 63 min, 2 sittings``."""
+    if "machine" not in outcome:
+        return "–"
+    where = cpu_kind(outcome["machine"]["cpu_flags"])
+    if not (training := outcome.get("training")):
+        return where
+    sittings = training.get("sessions") or []
+    kinds = sorted({cpu_kind(s["cpu_flags"]) for s in sittings})
+    trained = f"trained {training['steps']} steps, {training['wall_s'] / 60:.0f} min"
+    if sittings:
+        trained += f", {len(sittings)} sitting{'s' if len(sittings) > 1 else ''} on {'+'.join(kinds)}"
+    return f"{where}; {trained}"
 
 
 def command(condition: Condition) -> str:

@@ -17,6 +17,7 @@ from rankbench.harness.reproduce import (
     ReproductionError,
     load_matrix,
     main,
+    ran_on,
     readme_table,
     train,
 )
@@ -55,6 +56,7 @@ def test_a_missed_value_or_relation_fails_the_run_and_the_last_run_is_kept(tmp_p
     assert "| tiny-deeper | nDCG@10 | > tiny-bm25 (0.8770) | 0.8770 | FAILED |" in capsys.readouterr().out
     last = json.loads((runs / "reproduce" / "last.json").read_text())["conditions"]
     assert last["tiny-bm25"]["held"] is True and last["tiny-deeper"]["held"] is False
+    assert last["tiny-bm25"]["machine"]["cpu"] and last["tiny-bm25"]["training"] is None
     matrix.write_text(TINY.format(data=data, value=0.5))
     assert main(["tiny-bm25", "--matrix", str(matrix), "--runs", str(runs)]) == 1  # the same run, kept, misses 0.5
     assert (runs / "reproduce" / "report.html").read_text().count("FAILED") == 1
@@ -94,8 +96,17 @@ def test_a_model_whose_training_did_not_complete_is_never_evaluated(tmp_path: Pa
     record.write_text(json.dumps({"complete": False, "steps": 458, "total_steps": 752}))
     with pytest.raises(ReproductionError, match="rerun to resume it"):
         train(condition)
-    record.write_text(json.dumps({"complete": True}))
-    train(condition)  # complete: nothing to run
+    sittings = [{"from_step": 0, "to_step": 400, "cpu_flags": ["avx2"]}, {"from_step": 400, "to_step": 752}]
+    sittings[1]["cpu_flags"] = ["avx2", "avx512_bf16", "avx512f"]
+    done = {"complete": True, "steps": 752, "total_steps": 752, "wall_s": 3780.0, "sessions": sittings}
+    record.write_text(json.dumps(done | {"compute_dtype": "float32", "losses": [2.07]}))
+    training = train(condition)  # complete: nothing to run, what the training took is reported
+    assert training == {"recipe": "ce-minilm-scifact.yaml", "compute_dtype": "float32"} | {
+        k: v for k, v in done.items() if k != "complete"
+    }
+    outcome = {"machine": {"cpu_flags": ["avx2"]}, "training": training}
+    assert ran_on(outcome) == "avx2; trained 752 steps, 63 min, 2 sittings on avx2+avx512_bf16"
+    assert ran_on({"measures": {}}) == "–"  # recorded before the machine was
 
 
 def test_the_readme_table_is_the_committed_last_run():
