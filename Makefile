@@ -15,7 +15,7 @@ export RANKBENCH_DATA_ROOT
 
 .PHONY: run test test-fast install-all java-classes system-packages lint check-extras bench bench-scale bench-dense-scale bench-ce tune \
 	train-ce eval-ce \
-	train-gen eval-gen bench-gen eval-listwise bench-listwise reproduce clean
+	train-gen eval-gen bench-gen eval-listwise bench-listwise reproduce retrain clean
 
 $(CORE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -128,6 +128,11 @@ bench-listwise: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/python -m harness.reproduce
 	$(BIN)/python -m harness.reproduce --readme README.md
+
+# A recipe trained a second time, killed part way and resumed, against the first model (docs/reproduce.md).
+retrain: $(STAMP)
+	$(BIN)/python -m harness.retrain ce-minilm
+	$(BIN)/python -m harness.retrain generative
 
 clean:
 	rm -rf $(VENV) runs/*/ runs/leaderboard.csv
