@@ -247,7 +247,7 @@ def readme_table(matrix: dict[str, Condition], last: dict[str, Any]) -> str:
 
 def ran_on(outcome: dict[str, Any]) -> str:
     """The CPU kind the condition was checked on and, for a trained model, the work and its sittings:
-    ``avx2; trained 752 steps, 63 min, 2 sittings``."""
+    ``avx2; trained 752 steps, 63 min, 2 sittings on avx2``."""
     if "machine" not in outcome:
         return "–"
     where = cpu_kind(outcome["machine"]["cpu_flags"])
