@@ -134,12 +134,12 @@ def train(condition: Condition) -> dict[str, Any] | None:
     returns what ``training.json`` says of the work: steps, dtype, wall time and each sitting's CPU."""
     if condition.train is None:
         return None
-    recipe = conf_dir() / "train" / condition.train["recipe"]
-    path = Path(str(OmegaConf.load(recipe).out)) / "training.json"
-    if not _complete(path):
+    recipe, out = recipe_paths(condition.train)
+    path = out / "training.json"
+    if not complete(path):
         log.info("%s: training %s (resumable: rerun to continue)", condition.name, recipe)
         subprocess.run([sys.executable, "-m", condition.train["module"], "--recipe", str(recipe)], check=False)
-    if not _complete(path):
+    if not complete(path):
         raise ReproductionError(
             f"{condition.name}: {path} does not record a complete training of {recipe}; rerun to resume it"
         )
@@ -147,7 +147,14 @@ def train(condition: Condition) -> dict[str, Any] | None:
     return {"recipe": condition.train["recipe"]} | {k: record.get(k) for k in TRAINING_FIELDS}
 
 
-def _complete(record: Path) -> bool:
+def recipe_paths(train: dict[str, str]) -> tuple[Path, Path]:
+    """A condition's ``train:`` as (the recipe file, the model folder it writes)."""
+    recipe = conf_dir() / "train" / train["recipe"]
+    return recipe, Path(str(OmegaConf.load(recipe).out))
+
+
+def complete(record: Path) -> bool:
+    """Whether ``record`` (a ``training.json``) says its training finished."""
     return record.is_file() and json.loads(record.read_text()).get("complete") is True
 
 

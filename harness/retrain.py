@@ -22,13 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from rankbench.harness.cache import write_text_atomic
-from rankbench.harness.config import conf_dir
 from rankbench.harness.errors import ConfigError, RankbenchError
 from rankbench.harness.models import weights_digest
-from rankbench.harness.reproduce import ReproductionError, load_matrix
+from rankbench.harness.reproduce import ReproductionError, complete, load_matrix, recipe_paths
 from rankbench.harness.training import PAUSED, Trainer
 
 log = logging.getLogger(__name__)
@@ -51,22 +48,18 @@ def train_interrupted(command: list[str], after_minutes: float, record: Path) ->
     returns how many times it was killed (0 when it finished first, or was complete already: a rerun of
     this command after a lost session only finishes the work)."""
     kills = 0
-    if _complete(record):
+    if complete(record):
         return kills
     try:
         subprocess.run(command, timeout=after_minutes * 60, check=False)
     except subprocess.TimeoutExpired:
         kills += 1  # subprocess.run has sent SIGKILL: no handler ran, as when a session is lost
         log.info("killed the training after %g minutes; rerunning it to resume", after_minutes)
-    while not _complete(record):
+    while not complete(record):
         code = subprocess.run(command, check=False).returncode
         if code not in (0, PAUSED):
             raise ReproductionError(f"{' '.join(command)} exited with status {code}")
     return kills
-
-
-def _complete(record: Path) -> bool:
-    return record.is_file() and json.loads(record.read_text()).get("complete") is True
 
 
 def compare(first: dict[str, Any], second: dict[str, Any], evaluations: str, tolerance: float) -> dict[str, Any]:
@@ -93,9 +86,8 @@ def retrain(name: str, after: float | None, out: Path | None, tolerance: float, 
     condition = matrix[name]
     if condition.train is None:
         raise ConfigError(f"condition {name} trains nothing (no train: in conf/reproduce.yaml)")
-    recipe = conf_dir() / "train" / condition.train["recipe"]
-    first_dir = Path(str(OmegaConf.load(recipe).out))
-    if not _complete(first_dir / "training.json"):
+    recipe, first_dir = recipe_paths(condition.train)
+    if not complete(first_dir / "training.json"):
         raise ReproductionError(f"{first_dir} is not a complete training: run python -m harness.reproduce {name}")
     first = json.loads((first_dir / "training.json").read_text())
     second_dir = out or first_dir.with_name(first_dir.name + "-retrain")
