@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rankbench.harness import leaderboard
 from rankbench.harness.datasets import Dataset, load_dataset, self_judged_pairs
@@ -32,7 +32,7 @@ from rankbench.harness.metrics import evaluate, parse_measures
 from rankbench.harness.pipeline import RERANK_SLOTS, Pipeline, PipelineRun, run_pipeline
 from rankbench.harness.provenance import git_commit
 from rankbench.harness.rundir import write_run_dir
-from rankbench.harness.stages import content_identity, resolved, row_columns
+from rankbench.harness.stages import content_identity, resolved, row_columns, strip_runtime
 from rankbench.harness.types import Query
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,34 @@ def config_hash(cfg: DictConfig, dataset: Dataset) -> str:
     if identities := {k: v for k, v in identities.items() if v is not None}:  # absent: older hashes stay valid
         payload["identity"] = identities
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def system_hash(cfg: DictConfig) -> str:
+    """Identity of a system across datasets, so aggregates (harness/aggregate.py) can match its runs: the
+    stage configs that decide results, where a value the dataset supplies (``remove_query:
+    ${dataset.remove_query}``) counts by its expression, not by the dataset's value."""
+    used = ["retriever", "reranker", *(slot for slot in RERANK_SLOTS[1:] if cfg.get(slot, {}).get("_target_"))]
+    payload: dict[str, Any] = {slot: strip_runtime(_without_dataset(cfg[slot])) for slot in used}
+    identities = {k: content_identity(cfg.get(k)) for k in used}
+    if identities := {k: v for k, v in identities.items() if v is not None}:
+        payload["identity"] = identities
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _without_dataset(node: Any) -> Any:
+    """``node`` as plain data, resolved except interpolations of ``dataset``, kept as their text."""
+    if isinstance(node, DictConfig):
+        return {k: _dataset_expression(node, k) or _without_dataset(node[k]) for k in node}
+    if isinstance(node, ListConfig):
+        return [_dataset_expression(node, i) or _without_dataset(node[i]) for i in range(len(node))]
+    return node
+
+
+def _dataset_expression(node: DictConfig | ListConfig, key: Any) -> str | None:
+    if not OmegaConf.is_interpolation(node, key):
+        return None
+    text = str(node._get_node(key)._value())
+    return text if "dataset." in text else None
 
 
 def system_name(cfg: DictConfig) -> str:
@@ -199,6 +227,7 @@ def _compute(
         "dataset": cfg.dataset.name,
         **stage_columns(pipeline, result),
         "system": pipeline.name,
+        "system_hash": system_hash(cfg),
         "config_hash": digest,
         "git_commit": git_commit(),
         "max_queries": "" if cfg.max_queries is None else cfg.max_queries,

@@ -21,7 +21,7 @@ from typing import Any
 import ir_measures
 from filelock import FileLock
 
-from rankbench.harness import significance
+from rankbench.harness import aggregate, configdiff, holes, significance
 from rankbench.harness.cache import write_text_atomic
 from rankbench.harness.errors import RankbenchError
 
@@ -29,7 +29,7 @@ from rankbench.harness.errors import RankbenchError
 STAGE_COLUMNS = ["", "_depth", "_model", "_model_hash", "_model_complete", "_interpolate"]
 LEADING = ["timestamp", "dataset", "retriever", "retriever_model_complete"]
 LEADING += [slot + column for slot in ("reranker", "reranker2", "reranker3") for column in STAGE_COLUMNS]
-LEADING += ["system"]
+LEADING += ["system", "system_hash"]  # system_hash: the system across datasets (harness/aggregate.py)
 LEADING += ["config_hash", "git_commit"]
 LEADING += ["max_queries", "num_queries"]
 TRAILING = ["index_s", "retrieve_s", "rerank_s", "total_s", "peak_rss_mb", "run_path"]
@@ -217,17 +217,23 @@ def to_csv(header: list[str], body: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
+FORMATS = {"markdown": to_markdown, "csv": to_csv, "latex": aggregate.to_latex}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness.leaderboard", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder holding leaderboard.csv")
     parser.add_argument("--dataset", help="only this dataset")
     parser.add_argument("--sort", help="measure to sort by, descending (default nDCG@10 when present)")
-    parser.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    parser.add_argument("--format", choices=["markdown", "csv", "latex"], default="markdown")
     parser.add_argument("--baseline", help="system name or config hash to test every other system against")
-    parser.add_argument("--measure", help="measure for significance (default: the sort measure)")
+    parser.add_argument("--measure", help="measure for significance and --aggregate (default: the sort measure)")
     parser.add_argument("--permutations", type=int, default=10000, help="randomization test permutations")
     parser.add_argument("--seed", type=int, default=0, help="randomization test seed")
     parser.add_argument("--report", type=Path, help="also write a self-contained HTML report here")
+    parser.add_argument(
+        "--aggregate", action="store_true", help="each system's --measure per dataset and its mean (BEIR-style)"
+    )
     return parser
 
 
@@ -247,6 +253,8 @@ def run(args: argparse.Namespace) -> str:
     if not path.is_file():
         raise LeaderboardError(f"no leaderboard at {path} (run evaluate.py first, or pass --runs)")
     rows = latest(read_rows(path))
+    if args.aggregate and args.dataset is not None:
+        raise LeaderboardError("--aggregate compares datasets: drop --dataset")
     if args.dataset is not None:
         datasets = sorted({r["dataset"] for r in rows})
         rows = [r for r in rows if r["dataset"] == args.dataset]
@@ -265,18 +273,22 @@ def run(args: argparse.Namespace) -> str:
             print(f"warning: baseline {args.baseline!r} has no run on {dataset}; no tests there", file=sys.stderr)
         comparisons = compare_to_baselines(rows, baselines, args.runs, measure, args.permutations, args.seed)
     header, body = table(rows, measures, baselines, comparisons, measure)
+    found = differs(rows, args.runs)
+    header, body = with_differs(header, body, rows, found)
     if args.report is not None:
-        _write_report(args, header, body, rows, sort, measure, baselines or {}, comparisons or {})
-    return to_markdown(header, body) if args.format == "markdown" else to_csv(header, body)
+        _write_report(args, header, body, rows, sort, measure, baselines or {}, comparisons or {}, found)
+    return aggregate_text(args, rows, measure) if args.aggregate else FORMATS[args.format](header, body)
 
 
-def _labels(rows: list[dict[str, str]]) -> dict[int, str]:
-    """Plot label per row: the system name, with a hash prefix where a dataset has it twice."""
+def _labels(rows: list[dict[str, str]], found: dict[int, str]) -> dict[int, str]:
+    """Plot label per row: the system name, with what sets it apart (``differs``, else a hash prefix)
+    where a dataset has it twice."""
     seen: dict[tuple[str, str], int] = {}
     for row in rows:
         seen[(row["dataset"], row["system"])] = seen.get((row["dataset"], row["system"]), 0) + 1
     return {
-        id(r): r["system"] + (f" ({r['config_hash'][:6]})" if seen[(r["dataset"], r["system"])] > 1 else "")
+        id(r): r["system"]
+        + (f" ({found.get(id(r)) or r['config_hash'][:6]})" if seen[(r["dataset"], r["system"])] > 1 else "")
         for r in rows
     }
 
@@ -290,10 +302,11 @@ def _write_report(
     measure: str,
     baselines: dict[str, dict[str, str]],
     comparisons: dict[tuple[str, str], significance.Comparison],
+    found: dict[int, str],
 ) -> None:
     from rankbench.harness import report  # matplotlib loads only when a report is asked for
 
-    label = _labels(rows)
+    label = _labels(rows, found)
     points = [report.Point(r["dataset"], label[id(r)], latency_ms(r), _float(r.get(sort))) for r in rows]
     pairs = [
         report.Pair(r["dataset"], label[id(r)], label[id(baselines[r["dataset"]])], found)
@@ -304,7 +317,94 @@ def _write_report(
     if args.baseline is not None:
         settings |= {"baseline": args.baseline, "measure": measure, "permutations": str(args.permutations)}
         settings["seed"] = str(args.seed)
-    report.write(args.report, report.page(header, body, sort, measure, points, pairs, settings))
+    sections = report_sections(rows, args.runs, measure, label)
+    report.write(args.report, report.page(header, body, sort, measure, points, pairs, settings, sections))
+
+
+# --- config differences, aggregates over datasets, holes (harness/configdiff.py, aggregate.py, holes.py) ---
+
+
+def run_config(runs_dir: Path, row: dict[str, str]) -> dict[str, Any] | None:
+    """The resolved config its run folder saved (None for a run without one)."""
+    return configdiff.load_config(perquery_path(runs_dir, row).parent / "config.yaml")
+
+
+def differs(rows: list[dict[str, str]], runs_dir: Path) -> dict[int, str]:
+    """id(row) -> the config keys, with its values, that set it apart from the runs of its dataset sharing
+    its system name (``retriever.remove_query=false``); only rows that share a name are read."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["system"]), []).append(row)
+    found: dict[int, str] = {}
+    for group in groups.values():
+        if len(group) > 1:
+            configs = {id(r): config for r in group if (config := run_config(runs_dir, r)) is not None}
+            found |= {key: ", ".join(keys) for key, keys in configdiff.differences(configs).items()}
+    return found
+
+
+def with_differs(
+    header: list[str], body: list[list[str]], rows: list[dict[str, str]], found: dict[int, str]
+) -> tuple[list[str], list[list[str]]]:
+    """A ``differs`` column after the config hash, only when some rows share a name on a dataset."""
+    if not any(found.values()):
+        return header, body
+    at = header.index("config_hash") + 1
+    cells = [[*line[:at], found.get(id(row), ""), *line[at:]] for line, row in zip(body, rows, strict=True)]
+    return [*header[:at], "differs", *header[at:]], cells
+
+
+STAGES = ("retriever", "reranker", "reranker2", "reranker3")
+
+
+def system_labels(rows: list[dict[str, str]], runs_dir: Path) -> dict[str, str]:
+    """System key -> name, and where systems share a name, the stage settings that differ (compared on one
+    dataset they all ran where there is one, since a stage may take a value from its dataset)."""
+    by_name: dict[str, dict[str, list[dict[str, str]]]] = {}
+    for row in rows:
+        by_name.setdefault(row["system"], {}).setdefault(aggregate.system_key(row), []).append(row)
+    labels = {}
+    for name, systems in by_name.items():
+        if len(systems) == 1:
+            labels |= dict.fromkeys(systems, name)
+            continue
+        common = set.intersection(*({r["dataset"] for r in runs} for runs in systems.values()))
+        configs = {}
+        for key, runs in systems.items():
+            row = min(runs, key=lambda r: (r["dataset"] not in common, r["dataset"]))
+            if (config := run_config(runs_dir, row)) is not None:
+                configs[key] = {stage: config[stage] for stage in STAGES if stage in config}
+        diffs = configdiff.differences(configs)
+        labels |= {key: f"{name} ({', '.join(diffs.get(key, [])) or key[:6]})" for key in systems}
+    return labels
+
+
+def aggregate_text(args: argparse.Namespace, rows: list[dict[str, str]], measure: str) -> str:
+    """``--aggregate``: the BEIR-style table of ``measure`` in ``--format``, its notes beneath (on stderr
+    for csv, whose readers are scripts)."""
+    result = aggregate.aggregate(rows, measure, system_labels(rows, args.runs))
+    header, body = aggregate.table(result)
+    notes = aggregate.footnotes(result)
+    if args.format == "csv":
+        print("\n".join(notes), file=sys.stderr)
+        return to_csv(header, body)
+    comment = "% " if args.format == "latex" else ""
+    return FORMATS[args.format](header, body) + "".join(f"\n{comment}{note}" for note in notes) + "\n"
+
+
+def report_sections(rows: list[dict[str, str]], runs_dir: Path, measure: str, label: dict[int, str]) -> list[str]:
+    """The report's aggregate (when the rows span datasets) and holes sections."""
+    from rankbench.harness import report
+
+    sections = []
+    if len({r["dataset"] for r in rows}) > 1:
+        result = aggregate.aggregate(rows, measure, system_labels(rows, runs_dir))
+        title = f"Mean {measure} over datasets"
+        sections.append(report.section(title, *aggregate.table(result), aggregate.footnotes(result)))
+    header, body = holes.holes(rows, label)
+    if body:
+        sections.append(report.section("Holes: unjudged documents in the top 10", header, body, [holes.NOTE]))
+    return sections
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,8 +114,10 @@ def page(
     points: list[Point],
     pairs: list[Pair],
     settings: dict[str, str],
+    sections: list[str] | None = None,
 ) -> str:
-    """The whole document; ``points`` are plotted by ``sort``, ``pairs`` compared on ``measure``."""
+    """The whole document; ``points`` are plotted by ``sort``, ``pairs`` compared on ``measure``;
+    ``sections`` (``section``'s HTML: the aggregate, the holes) follow the main table."""
     parts = [f"<h1>rankbench leaderboard</h1><p class='settings'>generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"]
     parts += [f"; {html.escape(k)}: {html.escape(v)}" for k, v in settings.items()]
     parts.append("</p>")
@@ -126,6 +128,7 @@ def page(
             f"systems on each dataset, applied to the randomization p; * marks adjusted p &lt; {ALPHA}.</p>"
         )
     parts.append(table(header, body, marked="baseline"))
+    parts += sections or []
     for dataset in dict.fromkeys(p.dataset for p in points):
         parts.append(f"<h2>{html.escape(dataset)}</h2>")
         plotted = [p for p in points if p.dataset == dataset and p.value is not None and (p.latency_ms or 0) > 0]
@@ -135,6 +138,12 @@ def page(
             parts.append(f"<p>Not plotted (no {html.escape(sort)} or no latency): {html.escape(', '.join(left))}</p>")
         parts += [_per_query(pair, measure) for pair in pairs if pair.dataset == dataset]
     return document("rankbench leaderboard", parts)
+
+
+def section(title: str, header: list[str], body: list[list[str]], notes: list[str]) -> str:
+    """A titled table with its notes beneath (what was averaged, what a column means)."""
+    lines = "".join(f"<p class='settings'>{html.escape(note)}</p>" for note in notes)
+    return f"<h2>{html.escape(title)}</h2>{table(header, body)}{lines}"
 
 
 def write(path: Path, document: str) -> None:
