@@ -13,7 +13,7 @@ PYSERINI := pyserini==1.6.0
 RANKBENCH_DATA_ROOT ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RANKBENCH_DATA_ROOT
 
-.PHONY: run test test-fast install-all java-classes system-packages lint check-extras bench bench-scale bench-dense-scale bench-ce tune \
+.PHONY: run test test-fast install-all java-classes system-packages lint check-extras bench bench-scale bench-dense-scale bench-ce tune tune-fusion \
 	train-ce eval-ce \
 	train-gen eval-gen bench-gen eval-listwise bench-listwise reproduce retrain clean
 
@@ -85,11 +85,20 @@ bench-scale: $(STAMP)
 bench-dense-scale: $(STAMP)
 	$(BIN)/python benchmarks/dense_scale.py $(DENSE_SCALE_ARGS)
 
-# Optuna on SciFact train, then the best k1/b evaluated once on SciFact test.
+# Optuna on SciFact train, then the best k1/b evaluated once on SciFact test (`best=... &&`: no result
+# file, no evaluation, rather than the defaults evaluated under the tuned name).
 TUNED := runs/tune/bm25-scifact-train/optimization_results.yaml
 tune: $(STAMP)
 	$(BIN)/python evaluate.py experiment=tune_bm25
-	$(BIN)/python evaluate.py retriever.name=bm25_tuned $$($(BIN)/python -m harness.tune $(TUNED))
+	best=$$($(BIN)/python -m harness.tune $(TUNED)) && $(BIN)/python evaluate.py retriever.name=bm25_tuned $$best
+
+# The same for the BM25 + dense hybrid: fusion method, normalisation and dense weight (BM25's fixed at 1)
+# chosen by Optuna on SciFact train, then the best evaluated once on SciFact test as system hybrid_tuned.
+TUNED_FUSION := runs/tune/fusion-scifact-train/optimization_results.yaml
+tune-fusion: $(STAMP)
+	$(BIN)/python evaluate.py experiment=tune_fusion
+	best=$$($(BIN)/python -m harness.tune $(TUNED_FUSION)) && \
+		$(BIN)/python evaluate.py retriever=hybrid retriever.name=hybrid_tuned $$best
 
 # Recipes in conf/train/, evaluations in conf/experiment/ (each file says what it is).
 CE_MODEL := runs/models/ce-minilm-scifact

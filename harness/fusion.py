@@ -2,6 +2,12 @@
 
 Both treat a document missing from one input as that input's worst: no RRF credit, and the
 lowest normalised score. Weights are per input name; unnamed inputs weigh 1.
+
+tests/test_fusion.py checks both against ranx.fuse (rrf; wsum after min-max or zmuv), which agrees to
+1e-9 except by definition in two places: ranx gives a document missing from an input 0.0 after z-score
+normalisation (the input's mean, which can lift it above documents the input did return; here the
+input's lowest z-score), and min-max normalises a list of equal scores to 0.0 (here 1.0: they are the
+list's best).
 """
 
 from __future__ import annotations

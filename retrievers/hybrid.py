@@ -6,13 +6,15 @@ hybrid sweep (RRF vs linear, weights) never recomputes its inputs.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from rankbench.harness.components import Retriever
 from rankbench.harness.errors import ConfigError
-from rankbench.harness.fusion import linear, rrf
+from rankbench.harness.fusion import NORMALIZATIONS, linear, rrf
 from rankbench.harness.stages import first_stage_run
 from rankbench.harness.types import Corpus, Query, Run
 
@@ -36,11 +38,14 @@ class Hybrid(Retriever):
             raise ConfigError(f"retriever.method must be one of {', '.join(METHODS)}, got {method!r}")
         if len(stages) < 2:
             raise ConfigError(f"retriever.stages needs at least two retrievers to fuse, got {list(stages)}")
-        unknown = set(weights or {}) - set(stages)
-        if unknown:
-            raise ConfigError(f"retriever.weights names {sorted(unknown)}, not among retriever.stages {list(stages)}")
+        if method == "linear" and normalization not in NORMALIZATIONS:
+            raise ConfigError(
+                f"retriever.normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}"
+            )
+        if not _is_number(rrf_k) or rrf_k < 0:
+            raise ConfigError(f"retriever.rrf_k must be a finite number >= 0, got {rrf_k!r}")
         self.stages, self.method, self.rrf_k = stages, method, rrf_k
-        self.normalization, self.weights = normalization, dict(weights or {})
+        self.normalization, self.weights = normalization, checked_weights(weights or {}, list(stages))
         self.hits, self.name = hits, name
         self._corpus: Corpus | None = None
         self._cache_dir: Path | None = None
@@ -60,3 +65,23 @@ class Hybrid(Retriever):
         else:
             fused = linear(runs, self.hits, self.normalization, self.weights)
         return {q.qid: fused.get(q.qid, []) for q in queries}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def checked_weights(weights: Mapping[str, object], stages: list[str]) -> dict[str, float]:
+    """Each stage's weight, checked before any input is computed: a typo'd stage name, a negative or
+    non-numeric weight, or all weights zero (documents then tie and sort by id) would each give a
+    plausible-looking but meaningless run. Stages not named weigh 1."""
+    unknown = set(weights) - set(stages)
+    if unknown:
+        raise ConfigError(f"retriever.weights names {sorted(unknown)}, not among retriever.stages {stages}")
+    for name, value in weights.items():
+        if not _is_number(value) or value < 0:
+            raise ConfigError(f"retriever.weights.{name} must be a finite number >= 0, got {value!r}")
+    checked = {name: float(value) for name, value in weights.items()}
+    if all(checked.get(name, 1.0) == 0 for name in stages):
+        raise ConfigError(f"retriever.weights are all zero ({checked}): at least one stage must weigh more than 0")
+    return checked

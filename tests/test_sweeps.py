@@ -143,6 +143,44 @@ def test_optuna_tunes_on_train_and_refuses_test(tmp_path: Path):
     assert refused.returncode == 2 and "tuning is only offered on" in refused.stderr
 
 
+# The hybrid's "dense" stage swapped for BM25 multifield: the selection's mechanics are the same, and
+# encoding SciFact with MiniLM would add minutes. The stage keeps its name, so retriever.weights.dense applies.
+CHEAP_HYBRID = "retriever@retriever.stages.dense=bm25_multifield"
+
+
+@pytest.mark.slow
+def test_optuna_tunes_fusion_on_train_then_the_best_is_evaluated_on_test(tmp_path: Path):
+    runs = tmp_path / "runs"
+    sweep(runs, "experiment=tune_fusion", CHEAP_HYBRID, "hydra.sweeper.n_trials=4", "max_queries=40")
+    path = runs / "tune" / "fusion-scifact-train" / "optimization_results.yaml"
+    results = yaml.safe_load(path.read_text())
+    best = results["best_params"]
+    assert best["retriever.method"] in {"rrf", "linear"} and best["retriever.normalization"] in {"minmax", "zscore"}
+    assert 0.1 <= best["retriever.weights.dense"] <= 10.0
+    trials = rows(runs)
+    assert {r["dataset"] for r in trials} == {"scifact-train"} and len(trials) == 4
+    assert max(float(r["nDCG@10"]) for r in trials) == pytest.approx(results["best_value"], abs=1e-4)
+
+    chosen = run_python("-m", "harness.tune", str(path)).stdout.split()  # as `make tune-fusion` runs it
+    run_python(
+        "evaluate.py", f"runs_dir={runs}", "retriever=hybrid", CHEAP_HYBRID, "retriever.name=hybrid_tuned", *chosen
+    )
+    [tuned] = [r for r in rows(runs) if r["system"] == "hybrid_tuned"]
+    assert tuned["dataset"] == "scifact" and tuned["num_queries"] == "300"  # SciFact test, every query
+    retriever = yaml.safe_load((Path(tuned["run_path"]) / "config.yaml").read_text())["retriever"]
+    assert retriever["method"] == best["retriever.method"]
+    assert retriever["weights"] == {"bm25": 1.0, "dense": pytest.approx(best["retriever.weights.dense"], rel=1e-3)}
+
+
+def test_tuning_fusion_on_test_is_refused_before_any_work(tmp_path: Path):
+    runs = tmp_path / "runs"
+    refused = run_python(
+        *command(runs, "experiment=tune_fusion", "dataset=scifact", "hydra.sweeper.n_trials=1"), check=False
+    )
+    assert refused.returncode == 2 and "dataset=scifact (split 'test'): tuning is only offered on" in refused.stderr
+    assert not (runs / "leaderboard.csv").exists() and not (runs / "cache").exists()
+
+
 def test_sweep_with_default_runs_dir_writes_under_the_launch_folder(tmp_path: Path):
     run_python(str(PROJECT / "evaluate.py"), "-m", "retriever=bm25", "max_queries=3", cwd=tmp_path)
     [row] = rows(tmp_path / "runs")
