@@ -194,7 +194,7 @@ def table(
             found = (comparisons or {}).get((row["dataset"], row["config_hash"]))
             if found is not None:
                 delta = "n/a" if math.isnan(found.mean_delta) else f"{found.mean_delta:+.4f}"
-                cells += [str(found.paired), delta, _p(found.p_ttest), _p(found.p_randomization), _p(found.p_holm)]
+                cells += [str(found.paired), delta, _p(found.p_ttest), _p(found.p_randomization), _p(found.p_adjusted)]
                 cells.append("*" if found.significant else "")
             else:
                 is_base = baselines.get(row["dataset"]) is row

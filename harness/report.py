@@ -96,7 +96,7 @@ def _per_query(pair: Pair, measure: str) -> str:
     losses = int(np.count_nonzero(c.deltas < -TIE))
     ties = c.paired - wins - losses
     verdict = "significant" if c.significant else "not significant"
-    p_holm = "n/a" if math.isnan(c.p_holm) else f"{c.p_holm:.4g}"
+    p_holm = "n/a" if math.isnan(c.p_adjusted) else f"{c.p_adjusted:.4g}"
     summary = (
         f"{c.paired} paired queries: {wins} wins, {ties} ties, {losses} losses; "
         f"mean Δ {c.mean_delta:+.4f}; Holm-adjusted p {p_holm} ({verdict} at {ALPHA})"

@@ -164,5 +164,5 @@ def _with_tests(
         frame[f"{measure} p_ttest"] = pd.Series({label: t.p_ttest for label, t in tests.items()})
         frame[f"{measure} p_rand"] = pd.Series({label: t.p_randomization for label, t in tests.items()})
         if correction == "holm":
-            frame[f"{measure} p_holm"] = pd.Series({label: t.p_holm for label, t in tests.items()})
+            frame[f"{measure} p_holm"] = pd.Series({label: t.p_adjusted for label, t in tests.items()})
     return frame

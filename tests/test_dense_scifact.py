@@ -77,7 +77,7 @@ def test_experiment_equals_evaluate_and_the_leaderboard_significance(runs: Path)
     for system, test in by_system.items():
         assert frame.loc[system, "nDCG@10 p_ttest"] == test.p_ttest
         assert frame.loc[system, "nDCG@10 p_rand"] == test.p_randomization
-        assert frame.loc[system, "nDCG@10 p_holm"] == test.p_holm
+        assert frame.loc[system, "nDCG@10 p_holm"] == test.p_adjusted
         assert frame.loc[system, "nDCG@10 delta"] == pytest.approx(test.mean_delta, abs=1e-12)
         assert frame.loc[system, "nDCG@10 +"] == (test.deltas > 0).sum()
     printed = run_python("-m", "harness.leaderboard", "--runs", str(runs), "--baseline", "bm25", "--format", "csv")
