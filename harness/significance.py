@@ -258,29 +258,34 @@ def pairs(names: Sequence[str], baselines: Sequence[str] = (), all_pairs: bool =
 Values = dict[str, dict[str, dict[str, float]]]  # system -> measure -> qid -> value
 
 
+@dataclass(frozen=True)
+class Options:
+    """How a family of comparisons is tested: the correction, the randomization test's permutations and
+    seed (also the bootstrap's), and bootstrap resamples for delta intervals (None: no intervals)."""
+
+    correction: str = "holm"
+    permutations: int = 10000
+    seed: int = 0
+    resamples: int | None = None
+
+
 def compare_all(
-    values: Values,
-    tested: Sequence[tuple[str, str]],
-    measures: Sequence[str],
-    correction: str = "holm",
-    permutations: int = 10000,
-    seed: int = 0,
-    resamples: int | None = None,
+    values: Values, tested: Sequence[tuple[str, str]], measures: Sequence[str], options: Options = Options()
 ) -> dict[tuple[str, str, str], Comparison]:
     """(system, baseline, measure) -> comparison, for every pair in ``tested`` on every measure.
 
     The family corrected together is every comparison on one measure: adding a baseline adds
     tests, and the correction must pay for them, while a second measure asks another question.
     """
-    adjust([], correction)  # an unknown name fails before any test runs
+    adjust([], options.correction)  # an unknown name fails before any test runs
     results: dict[tuple[str, str, str], Comparison] = {}
     for measure in measures:
         family = {
             (system, base, measure): compare(
-                values[system][measure], values[base][measure], permutations, seed, resamples
+                values[system][measure], values[base][measure], options.permutations, options.seed, options.resamples
             )
             for system, base in tested
         }
-        correct(list(family.values()), correction)
+        correct(list(family.values()), options.correction)
         results |= family
     return results

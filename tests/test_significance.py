@@ -144,7 +144,9 @@ def test_pairs_for_baselines_and_all_pairs():
 def test_compare_all_corrects_each_measure_as_one_family():
     values = {"a": values_of(1, 0.0), "b": values_of(2, 0.1), "c": values_of(3, 0.05)}
     tested = significance.pairs(list(values), all_pairs=True)
-    results = significance.compare_all(values, tested, ["nDCG@10", "R@100"], "bh", permutations=2000)
+    results = significance.compare_all(
+        values, tested, ["nDCG@10", "R@100"], significance.Options("bh", permutations=2000)
+    )
     assert len(results) == 6
     for measure in ("nDCG@10", "R@100"):
         family = [results[(s, b, measure)] for s, b in tested]
@@ -154,11 +156,13 @@ def test_compare_all_corrects_each_measure_as_one_family():
         one = significance.compare(values["b"][measure], values["a"][measure], 2000, 0)
         assert results[("b", "a", measure)].p_randomization == one.p_randomization
     with pytest.raises(SignificanceError, match="unknown correction 'fdr'"):
-        significance.compare_all(values, tested, ["nDCG@10"], "fdr")
+        significance.compare_all(values, tested, ["nDCG@10"], significance.Options("fdr"))
 
 
 def test_significant_follows_the_adjusted_p():
     values = {"a": values_of(1, 0.0), "b": values_of(1, 0.0)}
     values["b"]["nDCG@10"] = {q: min(1.0, v + 0.2) for q, v in values["a"]["nDCG@10"].items()}
-    result = significance.compare_all(values, [("b", "a")], ["nDCG@10"], "none")[("b", "a", "nDCG@10")]
+    result = significance.compare_all(values, [("b", "a")], ["nDCG@10"], significance.Options("none"))[
+        ("b", "a", "nDCG@10")
+    ]
     assert result.p_adjusted == result.p_randomization and result.significant
