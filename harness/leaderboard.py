@@ -32,7 +32,7 @@ from rankbench.harness.errors import RankbenchError
 STAGE_COLUMNS = ["", "_depth", "_model", "_model_hash", "_model_complete", "_interpolate"]
 LEADING = ["timestamp", "dataset", "retriever", "retriever_model_complete"]
 LEADING += [slot + column for slot in ("reranker", "reranker2", "reranker3") for column in STAGE_COLUMNS]
-LEADING += ["system"]
+LEADING += ["system", "external"]  # external: "true" for a run imported from a TREC file (harness/external.py)
 LEADING += ["config_hash", "git_commit"]
 LEADING += ["max_queries", "num_queries"]
 TRAILING = ["index_s", "retrieve_s", "rerank_s", "total_s", "peak_rss_mb", "run_path"]
@@ -307,7 +307,12 @@ FORMATS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness.leaderboard", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.leaderboard",
+        description=__doc__.split("\n")[0],
+        epilog="python -m harness.leaderboard import RUN.trec --dataset NAME --name NAME adds a TREC run file "
+        "(see its --help).",
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder holding leaderboard.csv")
     parser.add_argument("--dataset", help="only this dataset")
     parser.add_argument("--sort", help="measure to sort by, descending (default nDCG@10 when present)")
@@ -446,6 +451,11 @@ def _write_report(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["import"]:
+        from rankbench.harness import external  # loads the dataset and config machinery only when importing
+
+        return external.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         sys.stdout.write(run(args))
