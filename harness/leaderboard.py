@@ -447,7 +447,7 @@ def _write_report(
         settings["bootstrap resamples"] = str(args.resamples)
     if stats.tested or args.ci:
         settings["seed"] = str(args.seed)
-    report.write(args.report, report.page(runs_table, compared, sort, points, pairs, settings))
+    report.write(args.report, report.page(runs_table, compared, sort, points, pairs, settings, args.ci))
 
 
 def main(argv: list[str] | None = None) -> int:

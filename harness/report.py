@@ -142,13 +142,14 @@ def page(
     points: list[Point],
     pairs: list[Pair],
     settings: dict[str, str],
+    intervals: bool = False,
 ) -> str:
     """The whole document: the runs table, the comparisons table, and per dataset the plot of
-    ``points`` by ``sort`` and each pair's per-query deltas."""
+    ``points`` by ``sort`` and each pair's per-query deltas; ``intervals``: the tables hold bootstrap intervals."""
     parts = [f"<h1>rankbench leaderboard</h1><p class='settings'>generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"]
     parts += [f"; {html.escape(k)}: {html.escape(v)}" for k, v in settings.items()]
     parts.append("</p>")
-    parts.append(_method(pairs, any(h.endswith("ci_low") for h in runs[0] + (comparisons or ([], []))[0])))
+    parts.append(_method(pairs, intervals))
     parts.append(table(*runs))
     if comparisons is not None:
         parts += ["<h2>Comparisons</h2>", table(*comparisons)]
