@@ -116,20 +116,3 @@ def footnotes(result: Aggregate) -> list[str]:
     if len(result.shared) < len(result.datasets):
         lines.append("† not run by every system, so left out of every mean.")
     return lines + result.notes
-
-
-_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_SPECIAL |= {"\\": r"\textbackslash{}", "†": r"$^\dagger$", "–": "--"}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
-
-
-def to_latex(header: list[str], body: list[list[str]]) -> str:
-    """A booktabs ``tabular`` (``\\usepackage{booktabs}``): first column left, the rest right-aligned."""
-    spec = "l" + "r" * (len(header) - 1)
-    lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(map(latex_escape, header)) + " \\\\", "\\midrule"]
-    lines += [" & ".join(map(latex_escape, cells)) + " \\\\" for cells in body]
-    lines += ["\\bottomrule", "\\end{tabular}"]
-    return "\n".join(lines) + "\n"

@@ -4,8 +4,9 @@ Appends hold a file lock. When a row brings a column the file lacks (a new measu
 file is rewritten atomically with the union of columns, earlier rows left blank there.
 
 ``python -m harness.leaderboard`` prints the latest row per config as a table, optionally
-tests every system against a baseline on the saved per-query values (``rankbench.harness.significance``)
-and writes an HTML report (``rankbench.harness.report``).
+tests systems against one or more baselines (or all pairs) on the saved per-query values, with
+bootstrap intervals (``rankbench.harness.significance``), and writes an HTML report
+(``rankbench.harness.report``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import csv
 import io
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ir_measures
+import numpy as np
 from filelock import FileLock
 
 from rankbench.harness import aggregate, configdiff, holes, significance
@@ -29,7 +32,8 @@ from rankbench.harness.errors import RankbenchError
 STAGE_COLUMNS = ["", "_depth", "_model", "_model_hash", "_model_complete", "_interpolate"]
 LEADING = ["timestamp", "dataset", "retriever", "retriever_model_complete"]
 LEADING += [slot + column for slot in ("reranker", "reranker2", "reranker3") for column in STAGE_COLUMNS]
-LEADING += ["system", "system_hash"]  # system_hash: the system across datasets (harness/aggregate.py)
+LEADING += ["system", "system_hash", "external"]  # system_hash: the system across datasets (harness/aggregate.py);
+# external: "true" for a run imported from a TREC file (harness/external.py)
 LEADING += ["config_hash", "git_commit"]
 LEADING += ["max_queries", "num_queries"]
 TRAILING = ["index_s", "retrieve_s", "rerank_s", "total_s", "peak_rss_mb", "run_path"]
@@ -146,26 +150,70 @@ def perquery_path(runs_dir: Path, row: dict[str, str]) -> Path:
     return recorded
 
 
-def compare_to_baselines(
-    rows: list[dict[str, str]],
-    baselines: dict[str, dict[str, str]],
+Row = dict[str, str]
+
+
+@dataclass
+class Tested:
+    """One line of the comparison table: ``system`` against ``baseline`` (rows of one dataset) on ``measure``."""
+
+    system: Row
+    baseline: Row
+    measure: str
+    comparison: significance.Comparison
+
+
+def read_values(runs_dir: Path, rows: list[Row], measures: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """config_hash -> measure -> qid -> value, from each row's perquery.csv (rows of one dataset)."""
+    return {
+        row["config_hash"]: {m: significance.read_perquery(perquery_path(runs_dir, row), m) for m in measures}
+        for row in rows
+    }
+
+
+def compare_rows(
+    rows: list[Row],
     runs_dir: Path,
-    measure: str,
-    permutations: int,
-    seed: int,
-) -> dict[tuple[str, str], significance.Comparison]:
-    """(dataset, config_hash) -> comparison with that dataset's baseline; Holm within each dataset."""
-    comparisons: dict[tuple[str, str], significance.Comparison] = {}
-    for dataset, base in baselines.items():
-        base_values = significance.read_perquery(perquery_path(runs_dir, base), measure)
-        family = {}
-        for row in rows:
-            if row["dataset"] == dataset and row is not base:
-                values = significance.read_perquery(perquery_path(runs_dir, row), measure)
-                family[(dataset, row["config_hash"])] = significance.compare(values, base_values, permutations, seed)
-        significance.correct(list(family.values()))
-        comparisons.update(family)
-    return comparisons
+    baselines: list[str],
+    all_pairs: bool,
+    measures: list[str],
+    options: significance.Options,
+) -> list[Tested]:
+    """Every system against each baseline (or all pairs), per dataset and measure; one correction
+    family per dataset and measure. With all pairs, each run is tested against every run that
+    ranks below it in ``rows`` (sorted best first), so deltas read as gains."""
+    found = {name: find_baselines(rows, name) for name in baselines}
+    tested: list[Tested] = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        here = [r for r in rows if r["dataset"] == dataset]
+        by_hash = {r["config_hash"]: r for r in here}
+        bases = [found[name][dataset]["config_hash"] for name in baselines if dataset in found[name]]
+        if all_pairs:
+            wanted = significance.pairs([r["config_hash"] for r in reversed(here)], all_pairs=True)
+        else:
+            wanted = significance.pairs(list(by_hash), bases)
+        if not wanted:
+            continue
+        involved = [by_hash[h] for h in dict.fromkeys(h for pair in wanted for h in pair)]
+        values = read_values(runs_dir, involved, measures)
+        results = significance.compare_all(values, wanted, measures, options)
+        tested += [Tested(by_hash[s], by_hash[b], m, c) for (s, b, m), c in results.items()]
+    return tested
+
+
+def system_intervals(
+    rows: list[Row], runs_dir: Path, measures: list[str], resamples: int, seed: int
+) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(dataset, config_hash, measure) -> bootstrap interval of the run's mean."""
+    intervals = {}
+    for row in rows:
+        for measure in measures:
+            per_query = significance.read_perquery(perquery_path(runs_dir, row), measure)
+            values = np.array(list(per_query.values()), dtype=float)
+            intervals[(row["dataset"], row["config_hash"], measure)] = significance.bootstrap_ci(
+                values, resamples, seed
+            )
+    return intervals
 
 
 def _p(p: float) -> str:
@@ -173,33 +221,45 @@ def _p(p: float) -> str:
     return "n/a" if math.isnan(p) else f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
 
 
+def _value(v: float, sign: bool = False) -> str:
+    return "n/a" if math.isnan(v) else f"{v:+.4f}" if sign else f"{v:.4f}"
+
+
 def table(
-    rows: list[dict[str, str]],
+    rows: list[Row],
     measures: list[str],
-    baselines: dict[str, dict[str, str]] | None = None,
-    comparisons: dict[tuple[str, str], significance.Comparison] | None = None,
-    measure: str = "",
+    intervals: dict[tuple[str, str, str], tuple[float, float]] | None = None,
+    ci_measures: list[str] = (),
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and display strings; significance columns only when a baseline was given."""
-    header = ["dataset", "system", "config_hash", "queries", *measures, "ms/query", "total_s", "git_commit"]
-    if baselines is not None:
-        header += ["paired", f"mean_delta({measure})", "p_ttest", "p_rand", "p_holm", "sig"]
+    """Header and display strings of the runs; a bootstrap interval per ``ci_measures`` when given."""
+    header = ["dataset", "system", "config_hash", "queries", *measures]
+    header += [f"{m} {end}" for m in ci_measures for end in ("ci_low", "ci_high")]
+    header += ["ms/query", "total_s", "git_commit"]
     body = []
     for row in rows:
         ms = latency_ms(row)
         cells = [row["dataset"], row["system"], row["config_hash"], row["num_queries"]]
         cells += [f"{float(row[m]):.4f}" if row.get(m) else "" for m in measures]
+        for m in ci_measures:
+            cells += [_value(v) for v in (intervals or {})[(row["dataset"], row["config_hash"], m)]]
         cells += ["" if ms is None else f"{ms:.3g}", row.get("total_s", ""), row.get("git_commit", "")]
-        if baselines is not None:
-            found = (comparisons or {}).get((row["dataset"], row["config_hash"]))
-            if found is not None:
-                delta = "n/a" if math.isnan(found.mean_delta) else f"{found.mean_delta:+.4f}"
-                cells += [str(found.paired), delta, _p(found.p_ttest), _p(found.p_randomization), _p(found.p_holm)]
-                cells.append("*" if found.significant else "")
-            else:
-                is_base = baselines.get(row["dataset"]) is row
-                cells += [""] * 5 + ["baseline" if is_base else ""]
         body.append(cells)
+    return header, body
+
+
+def comparison_table(tested: list[Tested], correction: str, ci: bool) -> tuple[list[str], list[list[str]]]:
+    """One line per system × baseline × measure; ``sig`` marks adjusted p < ALPHA (raw p_rand with no correction)."""
+    header = ["dataset", "system", "config_hash", "baseline", "baseline_hash", "measure", "paired", "delta"]
+    header += ["ci_low", "ci_high"] if ci else []
+    header += ["p_ttest", "p_rand"] + ([f"p_{correction}"] if correction != "none" else []) + ["sig"]
+    body = []
+    for t in tested:
+        c = t.comparison
+        cells = [t.system["dataset"], t.system["system"], t.system["config_hash"]]
+        cells += [t.baseline["system"], t.baseline["config_hash"], t.measure, str(c.paired), _value(c.mean_delta, True)]
+        cells += [_value(c.ci_low, True), _value(c.ci_high, True)] if ci else []
+        cells += [_p(c.p_ttest), _p(c.p_randomization)] + ([_p(c.p_adjusted)] if correction != "none" else [])
+        body.append([*cells, "*" if c.significant else ""])
     return header, body
 
 
@@ -217,24 +277,71 @@ def to_csv(header: list[str], body: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
-FORMATS = {"markdown": to_markdown, "csv": to_csv, "latex": aggregate.to_latex}
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "†": r"$^\dagger$",  # the aggregate's mark for a dataset not every system ran
+    "–": "--",
+}
+
+
+def _latex_cell(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def to_latex(header: list[str], body: list[list[str]]) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), text columns left, the rest right."""
+    align = "".join("l" if any(_is_text(line[i]) for line in body) or not body else "r" for i in range(len(header)))
+    lines = [f"\\begin{{tabular}}{{{align}}}", "\\toprule", " & ".join(map(_latex_cell, header)) + r" \\", "\\midrule"]
+    lines += [" & ".join(map(_latex_cell, cells)) + r" \\" for cells in body]
+    return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
+
+
+def _is_text(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return cell not in ("", "n/a", "–")  # –: the aggregate's missing value
+    return False
+
+
+FORMATS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness.leaderboard", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.leaderboard",
+        description=__doc__.split("\n")[0],
+        epilog="python -m harness.leaderboard import RUN.trec --dataset NAME --name NAME adds a TREC run file "
+        "(see its --help).",
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder holding leaderboard.csv")
     parser.add_argument("--dataset", help="only this dataset")
     parser.add_argument("--sort", help="measure to sort by, descending (default nDCG@10 when present)")
-    parser.add_argument("--format", choices=["markdown", "csv", "latex"], default="markdown")
-    parser.add_argument("--baseline", help="system name or config hash to test every other system against")
-    parser.add_argument("--measure", help="measure for significance and --aggregate (default: the sort measure)")
-    parser.add_argument("--permutations", type=int, default=10000, help="randomization test permutations")
-    parser.add_argument("--seed", type=int, default=0, help="randomization test seed")
+    parser.add_argument("--format", choices=list(FORMATS), default="markdown")
+    _statistics_options(parser)
     parser.add_argument("--report", type=Path, help="also write a self-contained HTML report here")
     parser.add_argument(
         "--aggregate", action="store_true", help="each system's --measure per dataset and its mean (BEIR-style)"
     )
     return parser
+
+
+def _statistics_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--baseline", action="append", default=[], help="system name or config hash to test others against; repeatable"
+    )
+    parser.add_argument("--all-pairs", action="store_true", help="test every pair of runs on each dataset")
+    parser.add_argument(
+        "--measure", action="append", default=[], help="measure for tests and intervals (default: the sort measure)"
+    )
+    corrections = [*significance.CORRECTIONS, "none"]
+    parser.add_argument("--correction", choices=corrections, default="holm", help="multiple-testing correction")
+    parser.add_argument("--ci", action="store_true", help="95%% BCa bootstrap intervals per run and per delta")
+    parser.add_argument("--resamples", type=int, default=significance.RESAMPLES, help="bootstrap resamples")
+    parser.add_argument("--permutations", type=int, default=10000, help="randomization test permutations")
+    parser.add_argument("--seed", type=int, default=0, help="randomization test and bootstrap seed")
 
 
 def _choose(wanted: str | None, available: list[str], option: str) -> str:
@@ -245,10 +352,45 @@ def _choose(wanted: str | None, available: list[str], option: str) -> str:
     return wanted
 
 
-def run(args: argparse.Namespace) -> str:
-    """The table as text; writes the report when asked. Raises RankbenchError on bad input."""
+def _check_statistics(args: argparse.Namespace) -> None:
     if args.permutations < 1:
         raise LeaderboardError(f"--permutations must be at least 1, got {args.permutations}")
+    if args.resamples < 1:
+        raise LeaderboardError(f"--resamples must be at least 1, got {args.resamples}")
+    if args.all_pairs and args.baseline:
+        raise LeaderboardError("--all-pairs tests every pair already: pass it or --baseline, not both")
+
+
+@dataclass
+class Statistics:
+    """What the options asked for beyond the plain table."""
+
+    measures: list[str]
+    tested: list[Tested]
+    intervals: dict[tuple[str, str, str], tuple[float, float]]
+
+
+def statistics(args: argparse.Namespace, rows: list[Row], measures: list[str], sort: str) -> Statistics:
+    """Intervals per run and tests between runs, for the --measure list (default: the sort measure)."""
+    chosen = list(dict.fromkeys(_choose(m, measures, "--measure") for m in args.measure or [sort]))
+    for name in args.baseline:
+        missing = sorted({r["dataset"] for r in rows} - find_baselines(rows, name).keys())
+        for dataset in missing:
+            print(f"warning: baseline {name!r} has no run on {dataset}; no tests against it there", file=sys.stderr)
+    tested = []
+    if args.baseline or args.all_pairs:
+        options = significance.Options(
+            args.correction, args.permutations, args.seed, args.resamples if args.ci else None
+        )
+        tested = compare_rows(rows, args.runs, args.baseline, args.all_pairs, chosen, options)
+    intervals = system_intervals(rows, args.runs, chosen, args.resamples, args.seed) if args.ci else {}
+    return Statistics(chosen, tested, intervals)
+
+
+def run(args: argparse.Namespace) -> str:
+    """The table as text (and the comparisons after a blank line); writes the report when asked.
+    Raises RankbenchError on bad input."""
+    _check_statistics(args)
     path = args.runs / "leaderboard.csv"
     if not path.is_file():
         raise LeaderboardError(f"no leaderboard at {path} (run evaluate.py first, or pass --runs)")
@@ -264,20 +406,20 @@ def run(args: argparse.Namespace) -> str:
     if not measures:
         raise LeaderboardError(f"{path} has no runs with measure values")
     sort = _choose(args.sort, measures, "--sort")
-    measure = _choose(args.measure or sort, measures, "--measure")
     rows = sort_rows(rows, sort)
-    baselines = comparisons = None
-    if args.baseline is not None:
-        baselines = find_baselines(rows, args.baseline)
-        for dataset in sorted({r["dataset"] for r in rows} - baselines.keys()):
-            print(f"warning: baseline {args.baseline!r} has no run on {dataset}; no tests there", file=sys.stderr)
-        comparisons = compare_to_baselines(rows, baselines, args.runs, measure, args.permutations, args.seed)
-    header, body = table(rows, measures, baselines, comparisons, measure)
+    stats = statistics(args, rows, measures, sort)
+    if args.aggregate:
+        return aggregate_text(args, rows, stats.measures[0])
+    header, body = table(rows, measures, stats.intervals, stats.measures if args.ci else [])
     found = differs(rows, args.runs)
     header, body = with_differs(header, body, rows, found)
+    text = FORMATS[args.format](header, body)
+    compared = comparison_table(stats.tested, args.correction, args.ci) if stats.tested else None
+    if compared is not None:
+        text += "\n" + FORMATS[args.format](*compared)
     if args.report is not None:
-        _write_report(args, header, body, rows, sort, measure, baselines or {}, comparisons or {}, found)
-    return aggregate_text(args, rows, measure) if args.aggregate else FORMATS[args.format](header, body)
+        _write_report(args, (header, body), compared, rows, sort, stats, found)
+    return text
 
 
 def _labels(rows: list[dict[str, str]], found: dict[int, str]) -> dict[int, str]:
@@ -295,13 +437,11 @@ def _labels(rows: list[dict[str, str]], found: dict[int, str]) -> dict[int, str]
 
 def _write_report(
     args: argparse.Namespace,
-    header: list[str],
-    body: list[list[str]],
-    rows: list[dict[str, str]],
+    runs_table: tuple[list[str], list[list[str]]],
+    compared: tuple[list[str], list[list[str]]] | None,
+    rows: list[Row],
     sort: str,
-    measure: str,
-    baselines: dict[str, dict[str, str]],
-    comparisons: dict[tuple[str, str], significance.Comparison],
+    stats: Statistics,
     found: dict[int, str],
 ) -> None:
     from rankbench.harness import report  # matplotlib loads only when a report is asked for
@@ -309,16 +449,21 @@ def _write_report(
     label = _labels(rows, found)
     points = [report.Point(r["dataset"], label[id(r)], latency_ms(r), _float(r.get(sort))) for r in rows]
     pairs = [
-        report.Pair(r["dataset"], label[id(r)], label[id(baselines[r["dataset"]])], found)
-        for r in rows
-        if (found := comparisons.get((r["dataset"], r["config_hash"]))) is not None
+        report.Pair(t.system["dataset"], label[id(t.system)], label[id(t.baseline)], t.measure, t.comparison)
+        for t in stats.tested
     ]
     settings = {"runs": str(args.runs), "dataset": args.dataset or "all", "sort": sort}
-    if args.baseline is not None:
-        settings |= {"baseline": args.baseline, "measure": measure, "permutations": str(args.permutations)}
+    if stats.tested or args.ci:
+        settings["measures"] = ", ".join(stats.measures)
+    if stats.tested:
+        settings["baselines"] = "all pairs" if args.all_pairs else ", ".join(args.baseline)
+        settings |= {"correction": args.correction, "permutations": str(args.permutations)}
+    if args.ci:
+        settings["bootstrap resamples"] = str(args.resamples)
+    if stats.tested or args.ci:
         settings["seed"] = str(args.seed)
-    sections = report_sections(rows, args.runs, measure, label)
-    report.write(args.report, report.page(header, body, sort, measure, points, pairs, settings, sections))
+    sections = report_sections(rows, args.runs, stats.measures[0], label)
+    report.write(args.report, report.page(runs_table, compared, sort, points, pairs, settings, args.ci, sections))
 
 
 # --- config differences, aggregates over datasets, holes (harness/configdiff.py, aggregate.py, holes.py) ---
@@ -408,6 +553,11 @@ def report_sections(rows: list[dict[str, str]], runs_dir: Path, measure: str, la
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["import"]:
+        from rankbench.harness import external  # loads the dataset and config machinery only when importing
+
+        return external.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         sys.stdout.write(run(args))

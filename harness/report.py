@@ -1,4 +1,4 @@
-"""A self-contained HTML leaderboard report: table, effectiveness/latency plot, per-query deltas.
+"""A self-contained HTML leaderboard report: tables, effectiveness/latency plot, per-query deltas.
 
 Everything is inline (CSS, PNG plots as base64 data URIs) so the file can be mailed, archived
 with the runs, or opened offline. Plots are drawn with matplotlib's Agg canvas directly, not
@@ -40,11 +40,12 @@ class Point:
 
 @dataclass
 class Pair:
-    """One system compared with its dataset's baseline."""
+    """One system compared with one baseline on one measure."""
 
     dataset: str
     label: str
     baseline: str
+    measure: str
     comparison: Comparison
 
 
@@ -90,44 +91,70 @@ def delta_bars(pair: Pair, measure: str) -> str:
     return _png(fig)
 
 
-def _per_query(pair: Pair, measure: str) -> str:
+CORRECTION_NAMES = {"holm": "Holm", "bonferroni": "Bonferroni", "bh": "Benjamini–Hochberg"}
+
+
+def _per_query(pair: Pair) -> str:
     c = pair.comparison
     wins = int(np.count_nonzero(c.deltas > TIE))
     losses = int(np.count_nonzero(c.deltas < -TIE))
     ties = c.paired - wins - losses
     verdict = "significant" if c.significant else "not significant"
-    p_holm = "n/a" if math.isnan(c.p_holm) else f"{c.p_holm:.4g}"
+    p = "n/a" if math.isnan(c.p_adjusted) else f"{c.p_adjusted:.4g}"
+    which = f"{CORRECTION_NAMES[c.correction]}-adjusted p" if c.correction in CORRECTION_NAMES else "randomization p"
+    interval = "" if math.isnan(c.ci_low) else f" (95% CI {c.ci_low:+.4f} to {c.ci_high:+.4f})"
     summary = (
         f"{c.paired} paired queries: {wins} wins, {ties} ties, {losses} losses; "
-        f"mean Δ {c.mean_delta:+.4f}; Holm-adjusted p {p_holm} ({verdict} at {ALPHA})"
+        f"mean Δ {c.mean_delta:+.4f}{interval}; {which} {p} ({verdict} at {ALPHA})"
     )
-    heading = f"<h3>{html.escape(pair.label)} vs {html.escape(pair.baseline)}</h3>"
-    image = _img(delta_bars(pair, measure), f"per-query {measure} deltas") if c.paired else ""
+    heading = f"<h3>{html.escape(pair.label)} vs {html.escape(pair.baseline)}: {html.escape(pair.measure)}</h3>"
+    image = _img(delta_bars(pair, pair.measure), f"per-query {pair.measure} deltas") if c.paired else ""
     return f"{heading}<p>{html.escape(summary)}</p><figure>{image}</figure>"
 
 
+def _method(pairs: list[Pair], intervals: bool) -> str:
+    """How the numbers were made, in a sentence or two above the tables."""
+    text = ""
+    if pairs:
+        correction = pairs[0].comparison.correction
+        corrected = (
+            f"{CORRECTION_NAMES[correction]} over the comparisons on each dataset and measure, applied to the "
+            "randomization p"
+            if correction in CORRECTION_NAMES
+            else "no multiple-testing correction"
+        )
+        text += (
+            "Per-query significance, paired on the queries both runs judged: two-sided paired t-test and "
+            f"sign-flip randomization test; {corrected}; * marks adjusted p &lt; {ALPHA}. "
+        )
+    if intervals:
+        text += "Intervals are 95% BCa bootstrap intervals of the mean (scipy.stats.bootstrap)."
+    return f"<p class='settings'>{text}</p>" if text else ""
+
+
+Table = tuple[list[str], list[list[str]]]
+
+
 def page(
-    header: list[str],
-    body: list[list[str]],
+    runs: Table,
+    comparisons: Table | None,
     sort: str,
-    measure: str,
     points: list[Point],
     pairs: list[Pair],
     settings: dict[str, str],
+    intervals: bool = False,
     sections: list[str] | None = None,
 ) -> str:
-    """The whole document; ``points`` are plotted by ``sort``, ``pairs`` compared on ``measure``;
-    ``sections`` (``section``'s HTML: the aggregate, the holes) follow the main table."""
+    """The whole document: the runs table, the comparisons table, ``sections`` (``section``'s HTML: the
+    aggregate, the holes), and per dataset the plot of ``points`` by ``sort`` and each pair's per-query
+    deltas; ``intervals``: the tables hold bootstrap intervals."""
     parts = [f"<h1>rankbench leaderboard</h1><p class='settings'>generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"]
     parts += [f"; {html.escape(k)}: {html.escape(v)}" for k, v in settings.items()]
     parts.append("</p>")
-    if pairs:
-        parts.append(
-            "<p class='settings'>Per-query significance against the baseline, paired on the queries both runs "
-            "judged: two-sided paired t-test and sign-flip randomization test; Holm–Bonferroni over the "
-            f"systems on each dataset, applied to the randomization p; * marks adjusted p &lt; {ALPHA}.</p>"
-        )
-    parts.append(table(header, body, marked="baseline"))
+    parts.append(_method(pairs, intervals))
+    parts.append(table(*runs))
+    if comparisons is not None:
+        parts += ["<h2>Comparisons</h2>", table(*comparisons)]
     parts += sections or []
     for dataset in dict.fromkeys(p.dataset for p in points):
         parts.append(f"<h2>{html.escape(dataset)}</h2>")
@@ -136,7 +163,7 @@ def page(
             parts.append(f"<figure>{_img(scatter(plotted, sort), f'{sort} against latency')}</figure>")
         if left := [p.label for p in points if p.dataset == dataset and p not in plotted]:
             parts.append(f"<p>Not plotted (no {html.escape(sort)} or no latency): {html.escape(', '.join(left))}</p>")
-        parts += [_per_query(pair, measure) for pair in pairs if pair.dataset == dataset]
+        parts += [_per_query(pair) for pair in pairs if pair.dataset == dataset]
     return document("rankbench leaderboard", parts)
 
 

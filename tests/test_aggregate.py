@@ -102,9 +102,9 @@ def test_no_rows_or_no_values_is_a_clear_error():
 
 
 def test_latex_table_escapes_what_latex_treats_specially():
-    text = aggregate.to_latex(["system", "d3†", "nDCG@10"], [["bm25_multifield", "–", "50%"]])
+    text = leaderboard.to_latex(["system", "d3†", "nDCG@10"], [["bm25_multifield", "–", "50%"]])
     assert text == (
-        "\\begin{tabular}{lrr}\n\\toprule\nsystem & d3$^\\dagger$ & nDCG@10 \\\\\n\\midrule\n"
+        "\\begin{tabular}{lrl}\n\\toprule\nsystem & d3$^\\dagger$ & nDCG@10 \\\\\n\\midrule\n"
         "bm25\\_multifield & -- & 50\\% \\\\\n\\bottomrule\n\\end{tabular}\n"
     )
 

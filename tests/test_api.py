@@ -46,7 +46,7 @@ def test_bad_python_pipelines_name_what_is_wrong():
 
 def test_experiment_refuses_bad_arguments_before_running_anything():
     with pytest.raises(ConfigError, match="correction must be one of"):
-        rb.experiment([rb.BM25()], "scifact", correction="bonferroni")
+        rb.experiment([rb.BM25()], "scifact", correction="sidak")
     with pytest.raises(ConfigError, match=r"systems need distinct names, got \['bm25', 'bm25'\]"):
         rb.experiment([rb.BM25(), rb.BM25(k1=1.2)], "scifact")
     with pytest.raises(ConfigError, match="names has 1 entries for 2 systems"):

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 import rankbench as rb
-from rankbench.harness.leaderboard import compare_to_baselines, find_baselines, latest, read_rows
+from rankbench.harness.leaderboard import compare_rows, latest, read_rows
+from rankbench.harness.significance import Options
 from tests.conftest import PROJECT, SHARED_DATA, cache_use, run_python
 
 
@@ -71,17 +72,18 @@ def test_experiment_equals_evaluate_and_the_leaderboard_significance(runs: Path)
         assert {m: frame.loc[system, m] for m in recorded["measures"]} == recorded["measures"]
 
     rows = latest(read_rows(runs / "leaderboard.csv"))
-    tests = compare_to_baselines(rows, find_baselines(rows, "bm25"), runs, "nDCG@10", 10000, 0)
-    by_system = {row["system"]: tests[("scifact", row["config_hash"])] for row in rows if row["system"] != "bm25"}
+    tests = compare_rows(rows, runs, ["bm25"], False, ["nDCG@10"], Options("holm", 10000, 0))
+    by_system = {t.system["system"]: t.comparison for t in tests}
     assert set(by_system) == set(commands) - {"bm25"}  # the board's systems are the family: the same Holm
     for system, test in by_system.items():
         assert frame.loc[system, "nDCG@10 p_ttest"] == test.p_ttest
         assert frame.loc[system, "nDCG@10 p_rand"] == test.p_randomization
-        assert frame.loc[system, "nDCG@10 p_holm"] == test.p_holm
+        assert frame.loc[system, "nDCG@10 p_holm"] == test.p_adjusted
         assert frame.loc[system, "nDCG@10 delta"] == pytest.approx(test.mean_delta, abs=1e-12)
         assert frame.loc[system, "nDCG@10 +"] == (test.deltas > 0).sum()
     printed = run_python("-m", "harness.leaderboard", "--runs", str(runs), "--baseline", "bm25", "--format", "csv")
-    table = {row["system"]: row for row in csv.DictReader(io.StringIO(printed.stdout))}
+    compared = printed.stdout.split("\n\n")[1]  # the comparisons, after the runs table
+    table = {row["system"]: row for row in csv.DictReader(io.StringIO(compared))}
     for system in by_system:  # and what the command prints
         assert table[system]["p_holm"] == f"{frame.loc[system, 'nDCG@10 p_holm']:.4f}"
 

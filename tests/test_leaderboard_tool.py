@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from rankbench.harness import leaderboard, significance
 
@@ -80,6 +81,16 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def parse_csv(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
+
+
+def two_tables(text: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The runs table and, after the blank line, the comparisons table of CSV output."""
+    runs, compared = text.split("\n\n")
+    return parse_csv(runs), parse_csv(compared)
+
+
+def by_pair(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], dict[str, str]]:
+    return {(r["system"], r["baseline"], r["measure"]): r for r in rows}
 
 
 # --- significance ---------------------------------------------------------------------------
@@ -182,20 +193,23 @@ def test_sort_by_other_measure_and_markdown(runs: Path, capsys):
     assert recall == sorted(recall, reverse=True)
 
 
-def test_significance_columns(runs: Path, capsys):
+def test_significance_table(runs: Path, capsys):
     code, out, _ = cli(capsys, "--runs", str(runs), "--dataset", "scifact", "--baseline", "base", "--format", "csv")
     assert code == 0
-    rows = {r["system"]: r for r in parse_csv(out)}
-    assert rows["base"]["sig"] == "baseline"
+    listed, compared = two_tables(out)
+    assert len(listed) == 4 and "p_holm" not in listed[0]  # the runs table is the plain one
+    rows = {r["system"]: r for r in compared}
+    assert set(rows) == {"better", "close", "rerun"} and {r["baseline"] for r in compared} == {"base"}
+    assert {r["measure"] for r in compared} == {"nDCG@10"}  # default: the sort measure
     assert rows["better"]["sig"] == "*" and rows["better"]["paired"] == "30"
     assert rows["close"]["paired"] == "29"  # q30 is missing from that run
-    assert float(rows["better"]["mean_delta(nDCG@10)"]) > 0.1
+    assert float(rows["better"]["delta"]) > 0.1
     # The CLI's p-values are those of the module on the saved per-query values.
     base = significance.read_perquery(runs / "scifact/base/aaaa00000001/perquery.csv", "nDCG@10")
     close = significance.read_perquery(runs / "scifact/close/cccc00000003/perquery.csv", "nDCG@10")
-    compared = significance.compare(close, base)
-    assert float(rows["close"]["p_ttest"]) == pytest.approx(compared.p_ttest, abs=1e-4)
-    assert float(rows["close"]["p_rand"]) == pytest.approx(compared.p_randomization, abs=1e-4)
+    compared_close = significance.compare(close, base)
+    assert float(rows["close"]["p_ttest"]) == pytest.approx(compared_close.p_ttest, abs=1e-4)
+    assert float(rows["close"]["p_rand"]) == pytest.approx(compared_close.p_randomization, abs=1e-4)
     tested = [float(rows[s]["p_rand"]) for s in ("better", "close", "rerun")]
     assert [float(rows[s]["p_holm"]) for s in ("better", "close", "rerun")] == pytest.approx(
         significance.holm(tested), abs=1e-4
@@ -206,8 +220,69 @@ def test_baseline_by_config_hash_and_measure(runs: Path, capsys):
     argv = ["--runs", str(runs), "--dataset", "scifact", "--baseline", "cccc00000003", "--measure", "R@100"]
     code, out, _ = cli(capsys, *argv, "--format", "csv")
     assert code == 0
-    rows = {r["system"]: r for r in parse_csv(out)}
-    assert rows["close"]["sig"] == "baseline" and "mean_delta(R@100)" in rows["base"]
+    _, compared = two_tables(out)
+    assert {(r["baseline"], r["baseline_hash"], r["measure"]) for r in compared} == {("close", "cccc00000003", "R@100")}
+    assert {r["system"] for r in compared} == {"base", "better", "rerun"}
+
+
+@pytest.mark.parametrize("correction, theirs", [("holm", "holm"), ("bonferroni", "bonferroni"), ("bh", "fdr_bh")])
+def test_several_baselines_and_measures_one_family_per_measure(runs: Path, capsys, correction: str, theirs: str):
+    argv = ["--runs", str(runs), "--dataset", "scifact", "--baseline", "base", "--baseline", "close"]
+    argv += ["--measure", "nDCG@10", "--measure", "R@100", "--correction", correction, "--format", "csv"]
+    code, out, _ = cli(capsys, *argv)
+    assert code == 0
+    _, compared = two_tables(out)
+    assert len(compared) == 2 * 3 * 2  # (base, close) x three others each x two measures
+    pairs = by_pair(compared)
+    assert ("close", "base", "R@100") in pairs and ("base", "close", "nDCG@10") in pairs
+    for measure in ("nDCG@10", "R@100"):
+        family = [r for r in compared if r["measure"] == measure]
+        expected = multipletests([float(r["p_rand"]) for r in family], method=theirs)[1]
+        assert [float(r[f"p_{correction}"]) for r in family] == pytest.approx(list(expected), abs=1e-4)
+
+
+def test_all_pairs_and_no_correction(runs: Path, capsys):
+    argv = ["--runs", str(runs), "--dataset", "scifact", "--all-pairs", "--correction", "none", "--format", "csv"]
+    code, out, _ = cli(capsys, *argv)
+    assert code == 0
+    listed, compared = two_tables(out)
+    assert len(compared) == 6  # 4 runs: every unordered pair once
+    assert {frozenset((r["system"], r["baseline"])) for r in compared} == {
+        frozenset((a["system"], b["system"])) for i, a in enumerate(listed) for b in listed[i + 1 :]
+    }
+    ranked = [r["system"] for r in listed]  # best first; each run is tested against those ranked below it
+    assert all(ranked.index(r["system"]) < ranked.index(r["baseline"]) for r in compared)
+    assert not any(c.startswith("p_") and c not in ("p_ttest", "p_rand") for c in compared[0])
+    assert all((r["sig"] == "*") == (float(r["p_rand"]) < 0.05) for r in compared)
+
+
+def test_bootstrap_intervals_per_run_and_per_delta(runs: Path, capsys):
+    argv = ["--runs", str(runs), "--dataset", "scifact", "--baseline", "base", "--ci", "--resamples", "2000"]
+    code, out, _ = cli(capsys, *argv, "--seed", "3", "--format", "csv")
+    assert code == 0
+    listed, compared = two_tables(out)
+    better = next(r for r in listed if r["system"] == "better")
+    per_query = significance.read_perquery(runs / "scifact/better/bbbb00000002/perquery.csv", "nDCG@10")
+    low, high = significance.bootstrap_ci(np.array(list(per_query.values())), 2000, 3)
+    assert (float(better["nDCG@10 ci_low"]), float(better["nDCG@10 ci_high"])) == pytest.approx((low, high), abs=1e-4)
+    assert float(better["nDCG@10 ci_low"]) < float(better["nDCG@10"]) < float(better["nDCG@10 ci_high"])
+    row = by_pair(compared)[("better", "base", "nDCG@10")]
+    base = significance.read_perquery(runs / "scifact/base/aaaa00000001/perquery.csv", "nDCG@10")
+    expected = significance.compare(per_query, base, seed=3, resamples=2000)
+    assert (float(row["ci_low"]), float(row["ci_high"])) == pytest.approx((expected.ci_low, expected.ci_high), abs=1e-4)
+    assert 0 < float(row["ci_low"]) < float(row["delta"]) < float(row["ci_high"])  # a clear gain excludes 0
+
+
+def test_latex_format(runs: Path, capsys):
+    code, out, _ = cli(capsys, "--runs", str(runs), "--dataset", "scifact", "--baseline", "base", "--format", "latex")
+    assert code == 0
+    tables = out.split("\n\n")
+    assert len(tables) == 2 and all(t.startswith("\\begin{tabular}") for t in tables)
+    assert all(t.rstrip().endswith("\\end{tabular}") for t in tables)
+    assert "dataset & system & config\\_hash & queries & nDCG@10" in tables[0]
+    assert "p\\_holm" in tables[1] and "\\toprule" in tables[1]
+    body = [line for line in tables[0].splitlines() if line.startswith("scifact & ")]
+    assert len(body) == 4 and all(line.endswith(" \\\\") and line.count(" & ") == 8 for line in body)
 
 
 def test_module_entry_point(runs: Path):
@@ -229,6 +304,8 @@ def test_module_entry_point(runs: Path):
         (["--baseline", "base", "--measure", "P@5"], "unknown measure 'P@5' for --measure; available: nDCG@10"),
         (["--baseline", "rerun", "--dataset", "nope"], "no runs of dataset 'nope'"),
         (["--baseline", "base"], "baseline 'base' names 2 runs on scifact"),
+        (["--all-pairs", "--baseline", "rerun"], "pass it or --baseline, not both"),
+        (["--ci", "--resamples", "0"], "--resamples must be at least 1, got 0"),
     ],
 )
 def test_errors_name_what_is_missing(runs: Path, capsys, argv: list[str], message: str):
@@ -265,7 +342,8 @@ def test_report_renders_in_chromium(runs: Path, tmp_path: Path, capsys):
     if not Path(chromium).is_file():
         pytest.fail("Chromium is needed to check the HTML report: install it with `apt-get install -y chromium`")
     page = tmp_path / "out" / "report.html"
-    code, _, err = cli(capsys, "--runs", str(runs), "--baseline", "base", "--dataset", "scifact", "--report", str(page))
+    argv = ["--runs", str(runs), "--baseline", "base", "--dataset", "scifact", "--ci", "--resamples", "500"]
+    code, _, err = cli(capsys, *argv, "--report", str(page))
     assert code == 0, err
     text = page.read_text()
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", text)  # self-contained: nothing fetched
@@ -276,7 +354,12 @@ def test_report_renders_in_chromium(runs: Path, tmp_path: Path, capsys):
     for image in images:
         width, height = png_size(image)
         assert len(image) > 5000 and width > 300 and height > 100
-    assert "30 paired queries: 30 wins, 0 ties, 0 losses" in text
+    assert re.search(
+        r"30 paired queries: 30 wins, 0 ties, 0 losses; mean Δ \+0\.\d+ \(95% CI \+0\.\d+ to \+0\.\d+\)", text
+    )
+    assert "95% BCa bootstrap intervals" in text and "<th>nDCG@10 ci_low</th>" in text
+    assert "<h2>Comparisons</h2>" in text and "Holm over the comparisons on each dataset and measure" in text
+    assert re.search(r"<td>better</td><td>bbbb00000002</td><td>base</td><td>aaaa00000001</td><td>nDCG@10</td>", text)
 
     shot = tmp_path / "shot.png"
     done = subprocess.run(
