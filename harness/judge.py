@@ -65,10 +65,12 @@ _BARE = re.compile(r"^\W*(\d+)\W*$")  # the whole answer is one number, e.g. "2"
 
 @dataclass(frozen=True)
 class JudgePrompt:
-    """A template from conf/prompt/ with placeholders {query} and {passage}."""
+    """A template from conf/prompt/ with placeholders {query} and {passage}; ``grade_names`` are the
+    scale's names of grades 0-3, read when an answer names its grade instead of giving the number."""
 
     system: str
     user: str
+    grade_names: tuple[str, ...] = ()
 
     def messages(self, query: str, passage: str) -> list[dict[str, str]]:
         return [
@@ -79,6 +81,13 @@ class JudgePrompt:
     def digest(self) -> str:
         """What provenance names the prompt by: its text, not its file name, which may be edited."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+    def name_pattern(self) -> re.Pattern | None:
+        """A grade name as a whole phrase, not negated ("not related", "isn't relevant")."""
+        if not self.grade_names:
+            return None
+        names = sorted(self.grade_names, key=len, reverse=True)  # "highly relevant" before a shorter name
+        return re.compile(r"(?<!not )(?<!n't )\b(" + "|".join(map(re.escape, names)) + r")\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class Tally:
     cached: int = 0
     failed: int = 0  # calls that failed after the backend's retries: the pair stays unjudged
     malformed: int = 0  # answers with no grade 0-3 in them: the pair stays unjudged
+    by_name: int = 0  # answers graded by a grade name ("highly relevant") rather than a number
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -126,15 +136,21 @@ class Plan:
     requests: list[Request] = field(default_factory=list)
 
 
-def parse_grade(text: str) -> int | None:
-    """The grade 0-3 an answer ends on; None when it names none or one out of range (malformed)."""
+def parse_grade(text: str, prompt: JudgePrompt | None = None) -> tuple[int | None, str]:
+    """(grade 0-3, how it was read): the last labelled score ("Final score: 2"), else a bare number,
+    else the first grade name the answer uses ("score" | "name"); (None, "malformed") when none is
+    found or the number is out of range: a malformed answer is never read as 0."""
     found = _LABELLED.findall(text)
     if not found and (bare := _BARE.match(text.strip())):
         found = [bare.group(1)]
-    if not found:
-        return None
-    grade = int(found[-1])
-    return grade if grade in GRADES else None
+    if found:
+        grade = int(found[-1])
+        return (grade, "score") if grade in GRADES else (None, "malformed")
+    pattern = prompt.name_pattern() if prompt else None
+    if pattern and (named := pattern.search(text)):
+        names = [name.lower() for name in prompt.grade_names]
+        return names.index(named.group(1).lower()), "name"
+    return None, "malformed"
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -217,6 +233,12 @@ def plan(cfg: DictConfig, run_dirs: list[Path], llm: Any) -> Plan:
     return result
 
 
+def planned_requests(cfg: DictConfig, run_dirs: list[Path], llm: Any | None = None) -> list[Request]:
+    """The calls ``judge`` would make (prompt messages and max completion tokens per pair), with no
+    call made: what a cost estimate counts. Answers already cached are included; ``judge`` skips them."""
+    return plan(cfg, run_dirs, llm if llm is not None else instantiate(cfg.llm)).requests
+
+
 def requests(cfg: DictConfig, p: Plan, llm: Any) -> list[Request]:
     """One request per hole, then one per held-out human-judged pair (holes held out are asked once)."""
     prompt = judge_prompt(cfg)
@@ -236,10 +258,13 @@ def requests(cfg: DictConfig, p: Plan, llm: Any) -> list[Request]:
 
 def judge_prompt(cfg: DictConfig) -> JudgePrompt:
     try:
-        prompt = JudgePrompt(**OmegaConf.to_container(cfg.prompt))
+        spec = OmegaConf.to_container(cfg.prompt)
+        prompt = JudgePrompt(**{**spec, "grade_names": tuple(spec.get("grade_names") or ())})
         prompt.messages("q", "p")
     except (TypeError, KeyError, IndexError) as e:
-        raise ConfigError(f"prompt: {e}; expected the keys system and user of conf/prompt/umbrela.yaml") from None
+        raise ConfigError(f"prompt: {e}; expected the keys of conf/prompt/umbrela.yaml") from None
+    if prompt.grade_names and len(prompt.grade_names) != len(GRADES):
+        raise ConfigError(f"prompt.grade_names must name the grades 0-3 in order, got {list(prompt.grade_names)}")
     return prompt
 
 
@@ -258,7 +283,9 @@ def _check(cfg: DictConfig) -> None:
             raise ConfigError(f"judge config {key} must be {expected}, got {value!r}")
 
 
-def ask(requests: list[Request], llm: Any, cache: ResponseCache) -> tuple[dict[tuple[str, str], dict], Tally]:
+def ask(
+    requests: list[Request], llm: Any, cache: ResponseCache, prompt: JudgePrompt
+) -> tuple[dict[tuple[str, str], dict], Tally]:
     """Each pair's answer {grade (None: malformed or failed), text, status}, cached answers first."""
     tally, answers = Tally(), {}
 
@@ -295,9 +322,9 @@ def ask(requests: list[Request], llm: Any, cache: ResponseCache) -> tuple[dict[t
                 tally.calls += 1
                 tally.prompt_tokens += answer["prompt_tokens"]
                 tally.completion_tokens += answer["completion_tokens"]
-            grade = parse_grade(answer["text"])
-            tally.malformed += grade is None
-            status = "ok" if grade is not None else "malformed"
+            grade, status = parse_grade(answer["text"], prompt)
+            tally.malformed += status == "malformed"
+            tally.by_name += status == "name"
             answers[(request.qid, request.docid)] = {"grade": grade, "text": answer["text"], "status": status}
     return answers, tally
 
@@ -411,7 +438,7 @@ def judge(cfg: DictConfig, run_dirs: list[Path], llm: Any | None = None) -> tupl
     prompt = judge_prompt(cfg)
     cache = ResponseCache(Path(cfg.cache_dir) / "llm-answers", llm.identity())
     try:
-        answers, tally = ask(p.requests, llm, cache)
+        answers, tally = ask(p.requests, llm, cache, prompt)
     finally:
         cache.close()
     qrels = p.dataset.qrels

@@ -19,9 +19,10 @@ from scipy.stats import kendalltau
 
 from rankbench.harness import agreement
 from rankbench.harness.errors import ConfigError
-from rankbench.harness.judge import compose_config, holdout, judge, main, parse_grade
+from rankbench.harness.judge import JudgePrompt, compose_config, holdout, judge, main, parse_grade
 from rankbench.harness.runfile import write_trec_run
 from tests.fakes import ScriptedGradeBackend
+from tests.llm_server import SMOLLM2_ALIAS
 
 # Titles of tests/conftest.py's tiny corpus -> the scripted answer for any pair showing that document.
 SCRIPT = {
@@ -66,7 +67,27 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
     ],
 )
 def test_parse_grade(answer: str, grade: int | None) -> None:
-    assert parse_grade(answer) == grade
+    assert parse_grade(answer) == (grade, "malformed" if grade is None else "score")
+
+
+NAMES = ("irrelevant", "related", "highly relevant", "perfectly relevant")
+NAMED = JudgePrompt(system="s", user="{query} {passage}", grade_names=NAMES)
+
+
+@pytest.mark.parametrize(
+    ("answer", "read"),
+    [
+        ("The passage is highly relevant to the query, but not directly related to it.", (2, "name")),  # first
+        ("It is irrelevant.", (0, "name")),
+        ("Related, somewhat. Final score: 3", (3, "score")),  # a number wins over a name
+        ("The passage is unrelated.", (None, "malformed")),  # whole phrases only
+        ("The passage is not related to the query.", (None, "malformed")),  # negated
+        ("It isn't related.", (None, "malformed")),
+        ("The passage is relevant.", (None, "malformed")),  # not one of the scale's names
+    ],
+)
+def test_parse_grade_by_name(answer: str, read: tuple) -> None:
+    assert parse_grade(answer, NAMED) == read
 
 
 def test_kappa_matches_a_hand_worked_table() -> None:
@@ -203,6 +224,55 @@ def test_binary_qrels_get_binary_llm_grades(tmp_path, tiny_beir) -> None:
 def test_bad_inputs_name_what_is_wrong(tmp_path) -> None:
     with pytest.raises(ConfigError, match="depth"):
         judge(compose_config(["depth=0"]), [tmp_path], llm=ScriptedGradeBackend(SCRIPT))
-    assert main([str(tmp_path / "missing")]) == 2  # no run.trec: a clear error, exit code 2
+    assert main([str(tmp_path / "missing"), "llm=openai"]) == 2  # no run.trec: a clear error, exit code 2
     with pytest.raises(ConfigError, match=r"judge\.yaml"):
         compose_config(["no_such_key=1"])
+
+
+# SciFact test queries 1 and 3 (the first two in natural order) with their one relevant document each
+# first, then documents the qrels judge for other queries only: holes for these two.
+SCIFACT_A = {"1": ["31715818", "4381486", "9745001"], "3": ["14717500", "6277638", "11603066"]}
+SCIFACT_B = {"1": ["4381486", "13734012", "31715818"], "3": ["9433958", "14717500", "6277638"]}
+
+
+@pytest.mark.slow
+def test_scifact_pairs_judged_by_smollm2_behind_llama_cpp(tmp_path, make_cfg, llm_server) -> None:
+    run_cfg = make_cfg("max_queries=2")
+    runs = tmp_path / "runs"
+    dirs = [write_run(runs / "scifact" / n, r, run_cfg) for n, r in (("bm25/x", SCIFACT_A), ("dense/y", SCIFACT_B))]
+    overrides = [f"runs_dir={runs}", f"data_root={run_cfg.data_root}", "depth=3", "holdout.size=2"]
+    overrides += ["llm=openai", f"llm.base_url={llm_server.base_url}", "llm.concurrency=1", "llm.timeout=600"]
+    overrides += ["passage_tokens=96", "max_tokens=40"]
+    folder, report = judge(compose_config(overrides), dirs)
+
+    counts = report["counts"]
+    assert (counts["queries"], counts["pool_pairs"], counts["holes"]) == (2, 8, 6)
+    assert counts["requests"] == 8 and counts["calls"] == 8 and counts["cached"] == 0 and counts["failed"] == 0
+    assert counts["prompt_tokens"] > 8 * 150 and 0 < counts["completion_tokens"] <= 8 * 40
+    assert (
+        counts["llm_judged"]
+        + sum(1 for r in read_tsv(folder / "judgments.tsv") if r["source"] == "llm" and r["status"] == "malformed")
+        == 6
+    )  # every hole is graded or counted malformed
+
+    provenance = report["provenance"]
+    assert (provenance["model"], provenance["backend"]) == (SMOLLM2_ALIAS, "openai")
+    assert provenance["llm_identity"]["base_url"] == llm_server.base_url
+    assert provenance["grade_map"] == {"0": 0, "1": 0, "2": 1, "3": 1}  # SciFact's qrels are binary
+    assert json.loads((folder / "judge.json").read_text())["provenance"]["prompt_hash"] == provenance["prompt_hash"]
+
+    rows = read_tsv(folder / "judgments.tsv")
+    qrels_lines = (folder / "qrels.augmented.txt").read_text().splitlines()
+    from_qrels = {(line.split()[0], line.split()[2]): int(line.split()[3]) for line in qrels_lines}
+    assert {("1", "31715818"): 1, ("3", "14717500"): 1}.items() <= from_qrels.items()  # human rows kept as they are
+    llm_rows = {(r["qid"], r["docid"]): int(r["grade"]) for r in rows if r["source"] == "llm" and r["grade"] != ""}
+    assert len(from_qrels) == 2 + len(llm_rows) and llm_rows.items() <= from_qrels.items()
+    assert all(line.split()[1] == "0" and len(line.split()) == 4 for line in qrels_lines)
+    agreement_report = report["agreement"]
+    assert agreement_report["held_out_relevant"] == 2 and agreement_report["nonrelevant_kind"] == "assumed"
+    assert set(report["measures"]) == {"bm25 (x)", "dense (y)"}
+    assert report["measures"]["bm25 (x)"]["original"]["nDCG@10"] == pytest.approx(1.0)  # relevant doc first
+
+    again, rerun = judge(compose_config(overrides), dirs)
+    assert rerun["counts"]["calls"] == 0 and rerun["counts"]["cached"] == 8  # answered from the cache
+    assert (again / "qrels.augmented.txt").read_text() == "\n".join(qrels_lines) + "\n"
