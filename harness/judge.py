@@ -501,7 +501,7 @@ def summary(report: dict) -> str:
     kappa, tau = a[a["kappa_headline"]], a["tau"]["value"]
     lines = [
         f"holes judged {c['llm_judged']}/{c['holes']}; calls {c['calls']}, cached {c['cached']}, "
-        f"malformed {c['malformed']}, failed {c['failed']}",
+        f"malformed {c['malformed']}, failed {c['failed']}, read from a grade name {c['by_name']}",
         f"agreement on {a['pairs']} held-out pairs ({a['held_out_relevant']} relevant, {a['held_out_nonrelevant']} "
         f"{a['nonrelevant_kind']} non-relevant): {a['kappa_headline']} = {_fmt(kappa)}; "
         f"Kendall tau ({a['tau']['measure']}, {a['tau']['systems']} systems) = {_fmt(tau)}",

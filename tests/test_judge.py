@@ -19,7 +19,7 @@ from scipy.stats import kendalltau
 
 from rankbench.harness import agreement
 from rankbench.harness.errors import ConfigError
-from rankbench.harness.judge import JudgePrompt, compose_config, holdout, judge, main, parse_grade
+from rankbench.harness.judge import JudgePrompt, compose_config, holdout, judge, main, parse_grade, summary
 from rankbench.harness.runfile import write_trec_run
 from tests.fakes import ScriptedGradeBackend
 from tests.llm_server import SMOLLM2_ALIAS
@@ -190,6 +190,9 @@ def test_judge_writes_marked_qrels_counts_malformed_and_reruns_from_cache(tmp_pa
     assert report["agreement"]["kappa_binary_ge2"] == (None if expected is None else pytest.approx(expected))
     assert report["agreement"]["tau"]["systems"] == 2
 
+    table = summary(report)
+    assert "| a (h1) |" in table and "Judged@2 aug" in table and "malformed 3" in table
+
     again = ScriptedGradeBackend(SCRIPT)
     folder2, report2 = judge(cfg, dirs, llm=again)
     assert again.calls == 0 and report2["counts"]["calls"] == 0 and report2["counts"]["cached"] == 9
@@ -236,7 +239,7 @@ SCIFACT_B = {"1": ["4381486", "13734012", "31715818"], "3": ["9433958", "1471750
 
 
 @pytest.mark.slow
-def test_scifact_pairs_judged_by_smollm2_behind_llama_cpp(tmp_path, make_cfg, llm_server) -> None:
+def test_scifact_pairs_judged_by_smollm2_behind_llama_cpp(tmp_path, make_cfg, llm_server, capsys) -> None:
     run_cfg = make_cfg("max_queries=2")
     runs = tmp_path / "runs"
     dirs = [write_run(runs / "scifact" / n, r, run_cfg) for n, r in (("bm25/x", SCIFACT_A), ("dense/y", SCIFACT_B))]
@@ -273,6 +276,9 @@ def test_scifact_pairs_judged_by_smollm2_behind_llama_cpp(tmp_path, make_cfg, ll
     assert set(report["measures"]) == {"bm25 (x)", "dense (y)"}
     assert report["measures"]["bm25 (x)"]["original"]["nDCG@10"] == pytest.approx(1.0)  # relevant doc first
 
-    again, rerun = judge(compose_config(overrides), dirs)
-    assert rerun["counts"]["calls"] == 0 and rerun["counts"]["cached"] == 8  # answered from the cache
-    assert (again / "qrels.augmented.txt").read_text() == "\n".join(qrels_lines) + "\n"
+    assert main([*map(str, dirs), *overrides]) == 0  # the command line, answered from the cache
+    out = capsys.readouterr().out
+    assert "calls 0, cached 8" in out and "| bm25 (x) |" in out
+    again = json.loads((folder / "judge.json").read_text())
+    assert again["counts"]["calls"] == 0 and again["counts"]["cached"] == 8
+    assert (folder / "qrels.augmented.txt").read_text() == "\n".join(qrels_lines) + "\n"
