@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from rankbench.harness.components import Pointwise
 from rankbench.harness.types import Doc, Query
+from rankbench.rerankers.llm.base import Completion
 
 
 class ScriptedLengthScorer(Pointwise):
@@ -64,3 +65,37 @@ class ScriptedStatusServer:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class ScriptedGradeBackend:
+    """A scripted fake chat backend for the judge's pure logic: no model runs here.
+
+    It answers each prompt with the script's text for the first document title the prompt
+    contains, counts its calls, and counts tokens as whitespace-separated words.
+    """
+
+    name = "scripted"
+    model = "scripted-grades"
+    concurrency = 2
+    context_length = None
+
+    def __init__(self, script: dict[str, str]) -> None:
+        self.script = script
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict[str, str]:
+        return {"backend": self.name, "model": self.model}
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, tokens: int) -> str:
+        return " ".join(text.split()[:tokens])
+
+    def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
+        with self._lock:
+            self.calls += 1
+        user = messages[-1]["content"]
+        text = next(answer for title, answer in self.script.items() if title in user)
+        return Completion(text=text, prompt_tokens=self.count_tokens(user), completion_tokens=len(text.split()))
