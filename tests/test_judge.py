@@ -16,6 +16,7 @@ import ir_measures
 import pytest
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau
+from sklearn.metrics import cohen_kappa_score
 
 from rankbench.harness import agreement
 from rankbench.harness.errors import ConfigError
@@ -101,12 +102,11 @@ def test_kappa_matches_a_hand_worked_table() -> None:
 
 
 def test_kappa_equals_sklearn() -> None:
-    sklearn_metrics = pytest.importorskip("sklearn.metrics")
     rng = random.Random(7)
     for _ in range(20):
         human = [rng.choice((0, 1, 2, 3)) for _ in range(60)]
         llm = [min(3, max(0, h + rng.choice((-1, 0, 0, 1, 2)))) for h in human]
-        expected = sklearn_metrics.cohen_kappa_score(human, llm, labels=[0, 1, 2, 3])
+        expected = cohen_kappa_score(human, llm, labels=[0, 1, 2, 3])
         assert agreement.cohen_kappa(human, llm, (0, 1, 2, 3)) == pytest.approx(expected, abs=1e-12)
 
 
