@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 from rankbench.harness.components import Pointwise
 from rankbench.harness.types import Doc, Query
+from rankbench.rerankers.llm.base import Completion
 
 
 class ScriptedLengthScorer(Pointwise):
@@ -64,3 +66,37 @@ class ScriptedStatusServer:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class ScriptedSpeedBackend:
+    """A scripted fake chat backend for pure calibration logic: no model runs here.
+
+    Answers each call after a sleep of 0.1 ms per prompt token and 1 ms per generated token (a model
+    that reads faster than it writes) with ``answer_tokens`` generated tokens at most, and records
+    each call, so a test can see whether a calibration was measured or read back.
+    """
+
+    name = "scripted"
+    model = "scripted-speed"
+    context_length = None
+    weights_loaded = False
+
+    def __init__(self, threads: int = 1, answer_tokens: int = 64) -> None:
+        self.threads, self.answer_tokens = threads, answer_tokens
+        self.calls: list[int] = []
+
+    def identity(self) -> dict[str, str]:
+        return {"backend": self.name, "model": self.model}
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, tokens: int) -> str:
+        return " ".join(text.split()[:tokens])
+
+    def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
+        self.calls.append(max_tokens)
+        prompt = sum(self.count_tokens(m["content"]) for m in messages)
+        generated = min(max_tokens, self.answer_tokens)
+        time.sleep(1e-4 * prompt + 1e-3 * generated)
+        return Completion("scripted", prompt, generated)
