@@ -44,6 +44,7 @@ CALIBRATION_DIR = "llm-calibration"
 DECODE_TOKENS = 64  # the calibration's answer: long enough that per-token time dominates its overhead
 MIN_DECODED = 8  # a shorter calibration answer cannot measure decoding
 SHORTEST_BUCKET = 256
+STORY = "Write a long story about a river."  # small instruction models answer it at length
 
 
 def prices_path() -> Path:
@@ -209,30 +210,35 @@ def calibrate(backend: Any, cache_dir: Path, mean_prompt_tokens: int) -> Rates:
 
 def measure_rates(backend: Any, prompt_tokens: int) -> Rates:
     """Time a one-token answer (prefill) and a ``DECODE_TOKENS`` answer (prefill + decode) to prompts of
-    ``prompt_tokens``. Each prompt starts with different words, so a server's prefix cache cannot help."""
+    ``prompt_tokens``. Each prompt starts with different words, so a server's prefix cache cannot help. A
+    model that stops early after the long prompt is timed decoding after a short one instead."""
     backend.complete([{"role": "user", "content": "Say hello."}], 1)  # loads weights, warms kernels
+    first, seconds = _timed(backend, _calibration_prompt(backend, prompt_tokens, seed=1), 1)
+    prefill_tps = first.prompt_tokens / seconds
+    for messages in (_calibration_prompt(backend, prompt_tokens, seed=2), [{"role": "user", "content": STORY}]):
+        second, seconds = _timed(backend, messages, DECODE_TOKENS)
+        decode_s = seconds - second.prompt_tokens / prefill_tps
+        if second.completion_tokens >= MIN_DECODED and decode_s > 0:
+            return Rates(prefill_tps, second.completion_tokens / decode_s, prompt_tokens)
+    raise ConfigError(
+        f"calibrating {backend.model}: the answer had {second.completion_tokens} tokens in {decode_s:.2f} s of "
+        f"decoding; at least {MIN_DECODED} are needed to measure decoding speed"
+    )
+
+
+def _timed(backend: Any, messages: list[dict[str, str]], max_tokens: int) -> tuple[Any, float]:
     started = time.perf_counter()
-    first = backend.complete(_calibration_prompt(backend, prompt_tokens, seed=1), 1)
-    prefill_tps = first.prompt_tokens / (time.perf_counter() - started)
-    started = time.perf_counter()
-    second = backend.complete(_calibration_prompt(backend, prompt_tokens, seed=2), DECODE_TOKENS)
-    decode_s = time.perf_counter() - started - second.prompt_tokens / prefill_tps
-    if second.completion_tokens < MIN_DECODED or decode_s <= 0:
-        raise ConfigError(
-            f"calibrating {backend.model}: the answer had {second.completion_tokens} tokens in {decode_s:.2f} s of "
-            f"decoding; at least {MIN_DECODED} are needed to measure decoding speed"
-        )
-    return Rates(prefill_tps=prefill_tps, decode_tps=second.completion_tokens / decode_s, prompt_tokens=prompt_tokens)
+    completion = backend.complete(messages, max_tokens)
+    return completion, time.perf_counter() - started
 
 
 def _calibration_prompt(backend: Any, tokens: int, seed: int) -> list[dict[str, str]]:
-    """Filler of about ``tokens`` tokens, then a request for a long answer: small models keep copying text."""
+    """Notes of about ``tokens`` tokens, then a request for a long answer."""
     words = ["river", "stone", "protein", "signal", "market", "cell", "energy", "model", "garden", "voltage"]
     rng = random.Random(seed)
-    ask = "Repeat the text above word for word."
-    budget = max(tokens - backend.count_tokens(ask) - 16, 1)
+    budget = max(tokens - backend.count_tokens(STORY) - 16, 1)
     filler = backend.truncate(" ".join(rng.choice(words) for _ in range(2 * budget)), budget)
-    return [{"role": "user", "content": f"{filler}\n\n{ask}"}]
+    return [{"role": "system", "content": f"Notes: {filler}"}, {"role": "user", "content": STORY}]
 
 
 def measured(stats: dict[str, Any], llm: Any | None = None) -> Cost:

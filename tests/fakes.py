@@ -81,8 +81,9 @@ class ScriptedSpeedBackend:
     context_length = None
     weights_loaded = False
 
-    def __init__(self, threads: int = 1, answer_tokens: int = 64) -> None:
-        self.threads, self.answer_tokens = threads, answer_tokens
+    def __init__(self, threads: int = 1, answer_tokens: int = 64, stops_after: int | None = None) -> None:
+        """``stops_after``: prompts longer than this get a one-token answer (a model that stops early)."""
+        self.threads, self.answer_tokens, self.stops_after = threads, answer_tokens, stops_after
         self.calls: list[int] = []
 
     def identity(self) -> dict[str, str]:
@@ -98,5 +99,7 @@ class ScriptedSpeedBackend:
         self.calls.append(max_tokens)
         prompt = sum(self.count_tokens(m["content"]) for m in messages)
         generated = min(max_tokens, self.answer_tokens)
+        if self.stops_after is not None and prompt > self.stops_after:
+            generated = min(generated, 1)
         time.sleep(1e-4 * prompt + 1e-3 * generated)
         return Completion("scripted", prompt, generated)

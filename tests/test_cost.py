@@ -80,6 +80,12 @@ def test_a_local_estimate_needs_no_calibration_when_every_answer_is_cached(tmp_p
     assert (estimate.calls, estimate.seconds) == (0, 0.0) and backend.calls == []
 
 
+def test_a_model_that_stops_early_after_a_long_prompt_is_timed_decoding_after_a_short_one(tmp_path) -> None:
+    backend = ScriptedSpeedBackend(stops_after=100)
+    rates = cost.calibrate(backend, tmp_path, 700)
+    assert backend.calls == [1, 1, cost.DECODE_TOKENS, cost.DECODE_TOKENS] and rates.decode_tps > 0
+
+
 def test_a_calibration_that_cannot_decode_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="at least 8"):
         cost.calibrate(ScriptedSpeedBackend(answer_tokens=2), tmp_path, 300)
