@@ -103,8 +103,8 @@ def test_prompt_tokens_match_the_chat_template_without_loading_weights() -> None
         {"role": "system", "content": "You order passages by relevance."},
         {"role": "user", "content": "Query: do goldfish grow?\n[1] Goldfish grow as large as their tank allows."},
     ]
-    templated = local.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    assert local.prompt_tokens(messages) == len(templated)
+    templated = local.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+    assert local.prompt_tokens(messages) == len(templated["input_ids"])
     assert not local.weights_loaded
     remote = OpenAIBackend(base_url="http://127.0.0.1:9/v1", tokenizer=str(smollm2_gguf()))
     assert remote.prompt_tokens(messages) == local.prompt_tokens(messages)

@@ -146,7 +146,8 @@ def test_estimate_only_prices_every_window_without_calling_the_llm_or_writing_a_
     per_input, per_output = cost.price("gpt-4o-mini")
     prompt = int(result.stdout.split(" prompt + ")[0].rsplit(" ", 1)[1].replace(",", ""))
     assert prompt > windows * WINDOW * 20  # five passages of up to 40 tokens per window
-    completion = (6 * WINDOW + 8) * windows  # every window's answer counted at its cap
+    spans = sliding_windows(DEPTH, WINDOW, STRIDE)
+    completion = sum(6 * (end - start) + 8 for start, end in spans) * QUERIES  # each answer counted at its cap
     assert f"{prompt:,} prompt + {completion:,} completion tokens" in result.stdout
     assert f"${(prompt * per_input + completion * per_output) / 1e6:,.4f}" in result.stdout
     assert not (runs / "leaderboard.csv").exists()
