@@ -94,7 +94,8 @@ def test_a_calibration_that_cannot_decode_is_refused(tmp_path) -> None:
 @pytest.mark.slow
 def test_prompt_tokens_match_the_chat_template_without_loading_weights() -> None:
     """SmolLM2's own tokenizer: the transformers backend counts exactly what it would feed the model, and the
-    openai backend's ChatML estimate (content + 5 per message + 3) equals it for a ChatML model."""
+    openai backend's ChatML estimate (content + 5 per message + 3) is within a token per message of it
+    (tokens can merge across the template's boundaries)."""
     from rankbench.rerankers.llm.transformers_backend import TransformersBackend
     from tests.llm_server import smollm2_gguf
 
@@ -107,4 +108,4 @@ def test_prompt_tokens_match_the_chat_template_without_loading_weights() -> None
     assert local.prompt_tokens(messages) == len(templated["input_ids"])
     assert not local.weights_loaded
     remote = OpenAIBackend(base_url="http://127.0.0.1:9/v1", tokenizer=str(smollm2_gguf()))
-    assert remote.prompt_tokens(messages) == local.prompt_tokens(messages)
+    assert abs(remote.prompt_tokens(messages) - local.prompt_tokens(messages)) <= len(messages)

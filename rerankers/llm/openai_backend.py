@@ -88,7 +88,8 @@ class OpenAIBackend:
         return len(self._encode(text)["input_ids"])
 
     def prompt_tokens(self, messages: Messages) -> int:
-        """Content tokens plus ChatML's per-message wrapping: exact for ChatML models given ``tokenizer``."""
+        """Content tokens plus ChatML's per-message wrapping: for ChatML models given ``tokenizer``, within a
+        token per message of the server's count (tokens can merge across the template's boundaries)."""
         return sum(self.count_tokens(m["content"]) + MESSAGE_TOKENS for m in messages) + REPLY_TOKENS
 
     def load(self) -> None:
