@@ -6,10 +6,12 @@ python evaluate.py -m retriever=bm25,bm25_multifield # a sweep; complete runs ar
 python evaluate.py experiment=bm25_grid              # a named grid from conf/experiment/
 python evaluate.py reranker=cross_encoder reranker.model=M reranker.depth=100 \
     reranker@reranker2=listwise reranker2.depth=20   # a cascade (docs/pipelines.md)
+python evaluate.py reranker=listwise estimate_only=true  # LLM calls, tokens, seconds: nothing run
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -17,7 +19,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from rankbench.harness import cost
 from rankbench.harness.errors import ConfigError, RankbenchError
+from rankbench.harness.estimate import estimate_run, render
 from rankbench.harness.experiment import Outcome, run_experiment
 from rankbench.harness.extras import missing_extra
 from rankbench.harness.signals import resumable
@@ -34,7 +38,21 @@ def summary(cfg: DictConfig, outcome: Outcome) -> str:
     if outcome.row:
         times = ", ".join(f"{k} {outcome.row[k]}" for k in ("index_s", "retrieve_s", "rerank_s", "total_s"))
         lines.append(f"  seconds: {times}; peak RSS {outcome.row['peak_rss_mb']} MB")
-    return "\n".join(lines)
+    return "\n".join(lines + llm_cost_lines(cfg, outcome))
+
+
+def llm_cost_lines(cfg: DictConfig, outcome: Outcome) -> list[str]:
+    """What each LLM stage spent, in the terms of ``estimate_only=true`` so the two can be compared."""
+    metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
+    lines = []
+    for slot in ("reranker", "reranker2", "reranker3"):
+        stats = metrics.get(f"{slot}_stats") or {}
+        if "llm_calls" in stats:
+            spent = cost.measured(stats, cfg[slot].get("llm"))
+            loaded = "yes" if stats.get("llm_weights_loaded") else "no"
+            lines.append(f"  LLM ({slot}): {spent.describe()}; weights loaded: {loaded}")
+            lines += [f"    {note}" for note in spent.notes]
+    return lines
 
 
 def refuse_tuning_on_test(cfg: DictConfig) -> None:
@@ -54,6 +72,9 @@ def main(cfg: DictConfig) -> float:
     """Returns the first measure, the objective that the Optuna sweeper maximises."""
     try:
         refuse_tuning_on_test(cfg)
+        if cfg.get("estimate_only"):
+            print(render(cfg, estimate_run(cfg)))
+            return float("nan")  # no measure: nothing was evaluated
         with resumable(f"finished work is kept in {cfg.cache_dir}"):
             outcome = run_experiment(cfg)
     except RankbenchError as e:

@@ -18,7 +18,12 @@ changes:
   folder the config only names (retrained in place, it keeps its name).
 - ``row_columns(cfg)``: leaderboard columns derived from the config (e.g. the dense index type).
 - ``provenance()`` and ``stats()``: leaderboard columns naming what actually ran (model path, hash)
-  and counts for metrics.json (pairs scored, LLM calls), read after the stage has run.
+  and counts for metrics.json (pairs scored, LLM calls), read after the stage has run. Numeric
+  stats become leaderboard columns; booleans (``llm_weights_loaded``) stay in metrics.json only.
+- ``llm_requests(queries, run, corpus)``: a component that spends LLM calls says which it would
+  send for this input, without sending them (a :class:`~rankbench.harness.cost.Plan`: backend and
+  requests, cached ones marked), so ``estimate_only=true`` can price a run before it is made
+  (harness/cost.py). ``None``, the default: it spends none.
 
 Depth and interpolation are not a component's business: they are properties of the pipeline stage
 (harness/pipeline.py), so the same scorer serves any depth from one score cache.
@@ -32,6 +37,7 @@ from typing import Any, ClassVar
 
 from omegaconf import DictConfig
 
+from rankbench.harness.cost import Plan
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.types import Corpus, Doc, Query, Run
 
@@ -62,6 +68,15 @@ class Component:
 
     def stats(self) -> dict[str, Any]:
         return {}
+
+    def llm_requests(self, queries: list[Query], run: Run, corpus: Corpus) -> Plan | None:
+        """The LLM requests this component would send given ``run`` as its input (for a reranker: the
+        heads the harness would hand it); ``None`` when it spends no LLM calls."""
+        return None
+
+    @classmethod
+    def spends_llm(cls) -> bool:
+        return cls.llm_requests is not Component.llm_requests
 
 
 class Retriever(Component, ABC):

@@ -269,7 +269,8 @@ def stage_columns(pipeline: Pipeline, result: PipelineRun) -> dict[str, Any]:
         columns[f"{stage.slot}_depth"] = stage.depth
         columns |= {f"{stage.slot}_{k}": v for k, v in {**row_columns(stage.cfg), **done.provenance}.items()}
         prefix = "rerank" if stage.slot == "reranker" else stage.slot  # rerank_*: the name rows always had
-        columns |= {f"{prefix}_{k}": v for k, v in done.stats.items() if isinstance(v, int | float)}
+        numbers = {k: v for k, v in done.stats.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        columns |= {f"{prefix}_{k}": v for k, v in numbers.items()}  # flags stay in metrics.json
     return columns
 
 

@@ -86,6 +86,13 @@ def row_columns(component: DictConfig | None) -> dict[str, str]:
     return _component_class(component._target_).row_columns(component)
 
 
+def spends_llm(component: DictConfig | None) -> bool:
+    """Whether a component's class sends LLM calls (it defines ``llm_requests``, harness/components.py)."""
+    if component is None or not component.get("_target_"):
+        return False
+    return _component_class(component._target_).spends_llm()
+
+
 def first_stage_run(retriever_cfg: DictConfig, corpus: Corpus, queries: list[Query], cache_dir: Path) -> StageResult:
     """The retriever's run, from the stage cache when this exact first stage ran before."""
     key = first_stage_key(retriever_cfg, corpus, queries)

@@ -6,6 +6,12 @@ prompt would not fit the model's context; ``first_token``: one forward pass per 
 ordered by the logits of the identifier tokens). Everything below ``depth`` keeps its
 first-stage order beneath. Answers are cached on disk; a call that fails after the
 backend's retries leaves its window as it was, is counted, and the run goes on.
+
+``llm_requests`` enumerates the same windows without calling the LLM, for cost estimates. With
+``sliding`` a window's contents depend on the answers to the windows before it; a cached answer
+is applied as the run would apply it, but after the first uncached window of a query the rest are
+enumerated on the incoming (first-stage) order. Their token counts are about the same (the same
+kind of passages, shuffled), and whether such a window's answer is cached is a guess on that order.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rankbench.harness.components import Listwise
+from rankbench.harness.cost import Plan, Request
 from rankbench.harness.errors import ConfigError, DataError
 from rankbench.harness.types import Corpus, Query, Run
 from rankbench.rerankers.cross_encoder import doc_text
@@ -124,19 +131,14 @@ class ListwiseReranker(Listwise):
             "calls_per_query": round(total.calls / n, 3),
             "tokens_per_query": round((total.prompt_tokens + total.completion_tokens) / n, 1),
             "llm_seconds_per_query": round(total.seconds / n, 3),
+            "llm_seconds": round(total.seconds, 3),
+            "llm_weights_loaded": bool(self.llm.weights_loaded),  # False on a rerun answered from the cache
             "per_query": {qid: asdict(stats) for qid, stats in self.per_query.items()},
         }
 
     def rerank(self, queries: list[Query], heads: Run, corpus: Corpus) -> Run:
         """Each head reordered, scored by rank (the best gets the head's length)."""
-        heads = {q.qid: [docid for docid, _ in heads.get(q.qid, [])] for q in queries}
-        if self.strategy == "full":  # one window over the whole head: its identifiers must suffice
-            labels(max(map(len, heads.values()), default=0), self.prompt.identifiers)
-        wanted = {docid for head in heads.values() for docid in head}
-        docs = corpus.get_many(wanted)
-        if missing := wanted - docs.keys():
-            raise DataError(f"{len(missing)} retrieved documents are not in {corpus.source}: {sorted(missing)[:5]}")
-        passages = {docid: self.llm.truncate(doc_text(doc), self.passage_tokens) for docid, doc in docs.items()}
+        heads, passages = self._prepare(queries, heads, corpus)
         reranked: Run = {}
         with ThreadPoolExecutor(max(1, self.llm.concurrency)) as pool:
             jobs = pool.map(lambda q: (q, self._order(q, heads[q.qid], passages)), queries)
@@ -145,23 +147,60 @@ class ListwiseReranker(Listwise):
                 reranked[query.qid] = [(docid, float(len(order) - i)) for i, docid in enumerate(order)]
         return reranked
 
+    def llm_requests(self, queries: list[Query], run: Run, corpus: Corpus) -> Plan:
+        """The windows ``rerank`` would send for these heads, counted in the model's tokens, no LLM called."""
+        heads, passages = self._prepare(queries, run, corpus)
+        requests: list[Request] = []
+        for query in tqdm(queries, unit="query", desc=f"{self.name} (estimate)"):
+            order = list(heads[query.qid])
+            for start, end in self._spans(len(order)):
+                if end - start <= 1:
+                    continue
+                messages, max_tokens, key = self._request(query, order[start:end], passages)
+                answer = self.cache.get(key)
+                generated = 0 if self.strategy == "first_token" else max_tokens
+                requests.append(Request(self.llm.prompt_tokens(messages), generated, cached=answer is not None))
+                if answer is not None:
+                    order[start:end] = self._apply(answer, order[start:end], QueryStats())
+        note = "sliding windows after a query's first uncached one enumerated on the incoming order"
+        return Plan(self.llm, requests, note if self.strategy == "sliding" else "")
+
+    def _prepare(self, queries: list[Query], heads: Run, corpus: Corpus) -> tuple[dict[str, list[str]], dict]:
+        """Each query's head as docids, and every candidate's passage cut to ``passage_tokens``."""
+        heads = {q.qid: [docid for docid, _ in heads.get(q.qid, [])] for q in queries}
+        if self.strategy == "full":  # one window over the whole head: its identifiers must suffice
+            labels(max(map(len, heads.values()), default=0), self.prompt.identifiers)
+        wanted = {docid for head in heads.values() for docid in head}
+        docs = corpus.get_many(wanted)
+        if missing := wanted - docs.keys():
+            raise DataError(f"{len(missing)} retrieved documents are not in {corpus.source}: {sorted(missing)[:5]}")
+        passages = {docid: self.llm.truncate(doc_text(doc), self.passage_tokens) for docid, doc in docs.items()}
+        return heads, passages
+
+    def _spans(self, length: int) -> list[tuple[int, int]]:
+        return [(0, length)] if self.strategy == "full" else sliding_windows(length, self.window, self.stride)
+
     def _order(self, query: Query, head: list[str], passages: dict[str, str]) -> tuple[list[str], QueryStats]:
         stats = QueryStats()
         order = list(head)
-        spans = [(0, len(order))] if self.strategy == "full" else sliding_windows(len(order), self.window, self.stride)
-        for start, end in spans:
+        for start, end in self._spans(len(order)):
             if end - start > 1:
                 order[start:end] = self._window(query, order[start:end], passages, stats)
         return order, stats
 
-    def _window(self, query: Query, docids: list[str], passages: dict[str, str], stats: QueryStats) -> list[str]:
+    def _request(self, query: Query, docids: list[str], passages: dict[str, str]) -> tuple[Messages, int, str]:
+        """A window's messages, its answer's token cap and its response-cache key; refused if it cannot fit."""
         messages = self.prompt.messages(query.text, [passages[d] for d in docids])
         max_tokens = self.max_new_tokens or 6 * len(docids) + 8
         self._check_fits(query, messages, max_tokens, len(docids))
         decoding = {"strategy": self.strategy, "max_tokens": max_tokens, "temperature": 0}
-        key = request_key(messages, decoding)
+        return messages, max_tokens, request_key(messages, decoding)
+
+    def _window(self, query: Query, docids: list[str], passages: dict[str, str], stats: QueryStats) -> list[str]:
+        messages, max_tokens, key = self._request(query, docids, passages)
         answer = self.cache.get(key)
         if answer is None:
+            self.llm.load()  # outside the timer: seconds measure calls, as the estimate does
             started = time.perf_counter()
             try:
                 answer = self._ask(messages, max_tokens, len(docids))
@@ -177,6 +216,10 @@ class ListwiseReranker(Listwise):
             stats.completion_tokens += answer["completion_tokens"]
         else:
             stats.cached += 1
+        return self._apply(answer, docids, stats)
+
+    def _apply(self, answer: dict[str, Any], docids: list[str], stats: QueryStats) -> list[str]:
+        """The window reordered by an answer: by first-token scores, or by the parsed (repaired) permutation."""
         if "scores" in answer:
             ranked = sorted(range(len(docids)), key=lambda i: -answer["scores"][i])  # stable on ties
         else:

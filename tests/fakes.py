@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -99,3 +100,40 @@ class ScriptedGradeBackend:
         user = messages[-1]["content"]
         text = next(answer for title, answer in self.script.items() if title in user)
         return Completion(text=text, prompt_tokens=self.count_tokens(user), completion_tokens=len(text.split()))
+
+
+class ScriptedSpeedBackend:
+    """A scripted fake chat backend for pure calibration logic: no model runs here.
+
+    Answers each call after a sleep of 0.1 ms per prompt token and 1 ms per generated token (a model
+    that reads faster than it writes) with ``answer_tokens`` generated tokens at most, and records
+    each call, so a test can see whether a calibration was measured or read back.
+    """
+
+    name = "scripted"
+    model = "scripted-speed"
+    context_length = None
+    weights_loaded = False
+
+    def __init__(self, threads: int = 1, answer_tokens: int = 64, stops_after: int | None = None) -> None:
+        """``stops_after``: prompts longer than this get a one-token answer (a model that stops early)."""
+        self.threads, self.answer_tokens, self.stops_after = threads, answer_tokens, stops_after
+        self.calls: list[int] = []
+
+    def identity(self) -> dict[str, str]:
+        return {"backend": self.name, "model": self.model}
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, tokens: int) -> str:
+        return " ".join(text.split()[:tokens])
+
+    def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
+        self.calls.append(max_tokens)
+        prompt = sum(self.count_tokens(m["content"]) for m in messages)
+        generated = min(max_tokens, self.answer_tokens)
+        if self.stops_after is not None and prompt > self.stops_after:
+            generated = min(generated, 1)
+        time.sleep(1e-4 * prompt + 1e-3 * generated)
+        return Completion("scripted", prompt, generated)

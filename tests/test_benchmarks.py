@@ -71,6 +71,20 @@ def test_listwise_benchmark_smoke(tmp_path: Path):
     assert "| strategy |" in (out / "listwise.md").read_text()
 
 
+@pytest.mark.slow
+def test_llm_cost_benchmark_smoke(tmp_path: Path):
+    """Estimate, then the run, over an empty answer cache: the estimate's calls are the run's calls."""
+    out = tmp_path / "results"
+    overrides = ["reranker.window=4", "reranker.stride=2", "reranker.passage_tokens=24"]
+    args = ["--queries", "1", "--depth", "6", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    run_python("benchmarks/llm_cost.py", "--data-root", str(SHARED_DATA), *args, "--override", *overrides)
+    report = json.loads((out / "llm_cost.json").read_text())
+    assert report["estimated"]["calls"] == report["measured"]["calls"] == 2  # windows (2, 6) and (0, 4)
+    assert report["estimated"]["completion_tokens"] >= report["measured"]["completion_tokens"]  # counted at the cap
+    assert report["within"]["calls"] and report["estimated"]["seconds"] > 0
+    assert "| prompt_tokens |" in (out / "llm_cost.md").read_text()
+
+
 def test_docstore_benchmark_smoke(tmp_path: Path):
     """A few seconds: 2,000 synthetic documents, every store built and every fetch complete."""
     out = tmp_path / "results"

@@ -4,6 +4,11 @@ A backend turns chat messages into one greedy completion and reports token count
 also counts and truncates text in its own tokens, so passages get a token budget that
 means the same thing as the model's context length. Backends that can show the logits
 of the first generated position (local models) also offer ``first_token_scores``.
+
+A local backend reads only its tokenizer when built and loads the weights at the first real
+call (``load``), so a run whose answers are all cached never pays for them (``weights_loaded``).
+``prompt_tokens`` counts a request as the model will see it, chat template included, so that
+cost estimates (harness/cost.py) count what a call would bill.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class ChatBackend(Protocol):
     concurrency: int  # queries the reranker may have in flight at once
     context_length: int | None  # prompt + completion tokens the model accepts (None: unknown)
 
+    weights_loaded: bool  # this backend has loaded model weights into this process (never, for HTTP)
+
     def identity(self) -> dict[str, str]:
         """What decides the responses beyond the prompt: model id, weights digest, endpoint."""
         ...
@@ -41,6 +48,14 @@ class ChatBackend(Protocol):
 
     def truncate(self, text: str, tokens: int) -> str:
         """The longest prefix of ``text`` of at most ``tokens`` tokens."""
+        ...
+
+    def prompt_tokens(self, messages: Messages) -> int:
+        """The prompt's length in the model's tokens, chat template included (exact or estimated)."""
+        ...
+
+    def load(self) -> None:
+        """Make the weights ready (a no-op for HTTP); called before a timed call so timing excludes loading."""
         ...
 
     def complete(self, messages: Messages, max_tokens: int) -> Completion:

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 DUMMY_KEY = "sk-no-key-required"  # local servers ignore the key, but some clients insist on a header
 MAX_BACKOFF = 60.0  # seconds: the longest wait between tries, Retry-After included
 EXCERPT_CHARS = 300
+# ChatML (SmolLM2, Qwen, llama.cpp's default) wraps each message in 5 tokens and opens the answer with 3
+MESSAGE_TOKENS, REPLY_TOKENS = 5, 3
 _WORD = re.compile(r"\S+")
 
 
@@ -43,6 +45,7 @@ class OpenAIBackend:
     """``ChatBackend`` over HTTP: ``POST {base_url}/chat/completions`` with greedy decoding."""
 
     name = "openai"
+    weights_loaded = False  # the server holds them
 
     def __init__(
         self,
@@ -83,6 +86,14 @@ class OpenAIBackend:
         if self._tokenizer is None:
             return -(-3 * len(text.split()) // 2)
         return len(self._encode(text)["input_ids"])
+
+    def prompt_tokens(self, messages: Messages) -> int:
+        """Content tokens plus ChatML's per-message wrapping: for ChatML models given ``tokenizer``, within a
+        token per message of the server's count (tokens can merge across the template's boundaries)."""
+        return sum(self.count_tokens(m["content"]) + MESSAGE_TOKENS for m in messages) + REPLY_TOKENS
+
+    def load(self) -> None:
+        pass
 
     def truncate(self, text: str, tokens: int) -> str:
         if self._tokenizer is None:

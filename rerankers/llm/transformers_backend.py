@@ -2,6 +2,10 @@
 
 A Hugging Face folder or a GGUF file (llama.cpp's format; SmolLM2 ships that way here):
 transformers reads GGUF weights and tokenizer itself (it needs the ``gguf`` package).
+
+Building the backend reads only the tokenizer (to count and cut tokens, and to build the cache
+keys of prompts); the weights are loaded at the first call that needs them, so a run answered
+wholly from the response cache never loads them.
 """
 
 from __future__ import annotations
@@ -43,12 +47,23 @@ def locate(model: str, gguf_file: str | None) -> tuple[Path, Path | None]:
 
 
 @functools.lru_cache(maxsize=1)
-def load(folder: Path, gguf_file: str | None) -> tuple[Any, Any]:
-    """Tokenizer and model, kept for the next job: Hydra's basic launcher runs a sweep's jobs in one
-    process, and reading SmolLM2's GGUF (tokenizer conversion, dequantisation) takes ~20 s."""
+def load_tokenizer(folder: Path, gguf_file: str | None) -> Any:
     source = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **source)
-    return tokenizer, transformers.AutoModelForCausalLM.from_pretrained(folder, **source).eval()
+    return transformers.AutoTokenizer.from_pretrained(folder, **source)
+
+
+@functools.lru_cache(maxsize=1)
+def load_config(folder: Path, gguf_file: str | None) -> Any:
+    source = {"gguf_file": gguf_file} if gguf_file else {}
+    return transformers.AutoConfig.from_pretrained(folder, **source)
+
+
+@functools.lru_cache(maxsize=1)
+def load_model(folder: Path, gguf_file: str | None) -> Any:
+    """Kept for the next job: Hydra's basic launcher runs a sweep's jobs in one process, and reading
+    SmolLM2's GGUF (dequantisation) takes ~20 s."""
+    source = {"gguf_file": gguf_file} if gguf_file else {}
+    return transformers.AutoModelForCausalLM.from_pretrained(folder, **source).eval()
 
 
 class TransformersBackend:
@@ -67,13 +82,32 @@ class TransformersBackend:
         if threads:
             torch.set_num_threads(threads)
         folder, gguf = locate(model, gguf_file)
-        self.model = model
+        self.model, self.threads = model, threads
         self.digest = cache.file_digest(gguf)[:16] if gguf else weights_digest(folder)
-        self.tokenizer, self.lm = load(folder, gguf.name if gguf else None)
+        self._source = (folder, gguf.name if gguf else None)
+        self.tokenizer = load_tokenizer(*self._source)
         if not self.tokenizer.chat_template:
             raise ConfigError(f"llm.model: {gguf or folder} has no chat template; an instruction-tuned model is needed")
         self.dtype = compute_dtype(dtype)
-        self.context_length: int | None = getattr(self.lm.config, "max_position_embeddings", None)
+        self._lm: Any = None
+
+    @functools.cached_property
+    def context_length(self) -> int | None:
+        """From the model's config (a few seconds for a GGUF: its metadata), not from its weights."""
+        return getattr(load_config(*self._source), "max_position_embeddings", None)
+
+    @property
+    def weights_loaded(self) -> bool:
+        return self._lm is not None
+
+    def load(self) -> None:
+        if self._lm is None:
+            self._lm = load_model(*self._source)
+
+    @property
+    def lm(self) -> Any:
+        self.load()
+        return self._lm
 
     def identity(self) -> dict[str, str]:
         return {
@@ -85,6 +119,10 @@ class TransformersBackend:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def prompt_tokens(self, messages: Messages) -> int:
+        """Exact: the chat template applied and tokenized, as ``complete`` sends it."""
+        return self._encode(messages)["input_ids"].shape[1]
 
     def truncate(self, text: str, tokens: int) -> str:
         ids = self.tokenizer.encode(text, add_special_tokens=False)
