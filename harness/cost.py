@@ -64,7 +64,7 @@ class Request:
 class Plan:
     """What a component would spend: the backend that would answer, the requests, and how they were found."""
 
-    backend: Any  # a ChatBackend (rerankers/llm/base.py); harness does not import components
+    backend: Any  # a ChatBackend (harness/llm.py)
     requests: list[Request]
     note: str = ""
 

@@ -47,12 +47,13 @@ from rankbench.harness.experiment import select_queries
 from rankbench.harness.leaderboard import to_markdown
 from rankbench.harness.metrics import evaluate, parse_measures
 from rankbench.harness.provenance import git_commit
+from rankbench.harness.response_cache import (  # the listwise reranker's store of paid-for answers
+    ResponseCache,
+    request_key,
+)
 from rankbench.harness.runfile import read_trec_run
 from rankbench.harness.signals import resumable
 from rankbench.harness.types import Qrels, Run
-
-# The response cache is the listwise reranker's, reused so both share one store of paid-for answers.
-from rankbench.rerankers.llm.response_cache import ResponseCache, request_key
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from tqdm import tqdm
 from rankbench.harness.components import Listwise
 from rankbench.harness.cost import Plan, Request
 from rankbench.harness.errors import ConfigError, DataError
+from rankbench.harness.llm import ChatBackend, LLMCallFailed, Messages
+from rankbench.harness.response_cache import ResponseCache, request_key
 from rankbench.harness.types import Corpus, Query, Run
 from rankbench.rerankers.cross_encoder import doc_text
-from rankbench.rerankers.llm.base import ChatBackend, LLMCallFailed, Messages
-from rankbench.rerankers.llm.response_cache import ResponseCache, request_key
 from rankbench.rerankers.permutation import labels, parse_permutation
 from rankbench.rerankers.windows import sliding_windows
 

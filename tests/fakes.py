@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 from rankbench.harness.components import Pointwise
+from rankbench.harness.llm import Completion
 from rankbench.harness.types import Doc, Query
-from rankbench.rerankers.llm.base import Completion
 
 
 class ScriptedLengthScorer(Pointwise):

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from rankbench.harness.errors import ConfigError
-from rankbench.rerankers.llm.base import LLMCallFailed
+from rankbench.harness.llm import LLMCallFailed
 from rankbench.rerankers.llm.openai_backend import DUMMY_KEY, OpenAIBackend
 from tests.fakes import ScriptedStatusServer
 from tests.llm_server import SMOLLM2_ALIAS, smollm2_gguf

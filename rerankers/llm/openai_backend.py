@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 
 from rankbench.harness.errors import ConfigError
+from rankbench.harness.llm import Completion, LLMCallFailed, Messages
 from rankbench.harness.models import ModelUnavailable, resolve_model
-from rankbench.rerankers.llm.base import Completion, LLMCallFailed, Messages
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import transformers
 from rankbench.harness import cache
 from rankbench.harness.compute import compute_dtype, dtype_name, inference
 from rankbench.harness.errors import ConfigError
+from rankbench.harness.llm import Completion, Messages
 from rankbench.harness.models import resolve_model, weights_digest
-from rankbench.rerankers.llm.base import Completion, Messages
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What the listwise reranker needs from an LLM, whoever serves it.
+"""What the listwise reranker and the judge (harness/judge.py) need from an LLM, whoever serves it.
 
 A backend turns chat messages into one greedy completion and reports token counts; it
 also counts and truncates text in its own tokens, so passages get a token budget that
