@@ -4,9 +4,9 @@
     python benchmarks/llm_cost.py --queries 1             # a smoke run
     python benchmarks/llm_cost.py --override llm@reranker.llm=openai reranker.llm.base_url=http://127.0.0.1:8080/v1
 
-The estimate and the run use one config and an empty answer cache, so every call is made; the
-calibration (harness/cost.py) is cached under ``--cache-dir`` like the BM25 run, and measured the first
-time. Seconds on both sides exclude loading the weights. The report gives estimate / measured for
+The estimate and the run use one config and an empty cache folder, so every call is made and the
+calibration (harness/cost.py) is measured afresh, as on a machine that never estimated before.
+Seconds on both sides exclude loading the weights. The report gives estimate / measured for
 calls, prompt tokens, completion tokens and seconds, and whether each is within the ±25% target,
 in ``<out>/llm_cost.md`` and ``<out>/llm_cost.json``.
 """
@@ -43,8 +43,7 @@ def compare(args: argparse.Namespace, runs_dir: Path) -> dict:
             f"max_queries={args.queries}",
             f"data_root={args.data_root}",
             f"runs_dir={runs_dir}",
-            f"cache_dir={args.cache_dir}",  # BM25 and the calibration, shared between invocations
-            f"reranker.cache_dir={runs_dir / 'answers'}",  # LLM answers: empty, so every call is made
+            f"cache_dir={runs_dir / 'cache'}",  # empty: no stage output, answer or calibration is reused
             *args.override,
         ]
     )
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--override", nargs="*", default=[], help="more Hydra overrides, e.g. llm@reranker.llm=openai")
-    add_path_options(parser, "BM25 run and LLM calibration cache")
+    add_path_options(parser, "ignored: this benchmark starts from an empty cache in a temporary folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with tempfile.TemporaryDirectory() as tmp:

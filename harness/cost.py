@@ -58,6 +58,7 @@ class Request:
     prompt_tokens: int
     max_tokens: int  # 0 for a forward pass with no generation (first-token logits)
     cached: bool = False  # its answer is in the response cache: no call
+    messages: list[dict[str, str]] | None = field(default=None, compare=False, repr=False)  # for calibration
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,10 @@ def estimate(plan: Plan, cache_dir: Path, prices: Path | None = None) -> Cost:
         cost.usd = usd(cost.prompt_tokens, cost.completion_tokens, plan.backend.model, prices)
         cost.notes.append(f"prices from {prices or prices_path()} ({plan.backend.model}); check them")
     elif todo:
-        rates = calibrate(plan.backend, cache_dir, round(cost.prompt_tokens / len(todo)))
+        mean = round(cost.prompt_tokens / len(todo))
+        samples = [r for r in todo if r.messages is not None and r.max_tokens >= MIN_DECODED]
+        sample = min(samples, key=lambda r: abs(r.prompt_tokens - mean), default=None)
+        rates = calibrate(plan.backend, cache_dir, mean, sample)
         cost.seconds = sum(rates.seconds(r) for r in todo)
         cost.notes.append(
             f"calibrated here at {rates.prompt_tokens} prompt tokens: prefill {rates.prefill_tps:.0f} tokens/s, "
@@ -187,8 +191,13 @@ def calibration_key(backend: Any, prompt_tokens: int) -> dict[str, Any]:
     }
 
 
-def calibrate(backend: Any, cache_dir: Path, mean_prompt_tokens: int) -> Rates:
+def calibrate(backend: Any, cache_dir: Path, mean_prompt_tokens: int, sample: Request | None = None) -> Rates:
     """Prefill and decode speed of ``backend`` for prompts near ``mean_prompt_tokens``, measured once.
+
+    With a ``sample`` (one of the run's own requests, its messages kept) the speeds are timed on it: a
+    synthetic prompt of the same length gets a one-token answer from a small model, and decoding timed
+    after a short prompt instead runs about twice as fast as after a 2k-token window (measured with
+    SmolLM2-135M), which would halve the estimate.
 
     Cached as ``<cache_dir>/llm-calibration/<hash>.json`` with its key as a manifest, so a rerun of
     the estimate makes no call; delete the file to measure again (e.g. on a machine that was busy).
@@ -196,16 +205,29 @@ def calibrate(backend: Any, cache_dir: Path, mean_prompt_tokens: int) -> Rates:
     length = bucket(mean_prompt_tokens)
     if limit := getattr(backend, "context_length", None):
         length = min(length, limit - DECODE_TOKENS - 64)
-    key = calibration_key(backend, length)
+    key = calibration_key(backend, length) | {"on": "a request of the run" if sample else "a synthetic prompt"}
     path = Path(cache_dir) / CALIBRATION_DIR / f"{key_hash(key)}.json"
     if path.is_file():
         return Rates(**json.loads(path.read_text())["rates"])
     log.info("calibrating %s at %d prompt tokens (once; cached in %s)", backend.model, length, path)
-    rates = measure_rates(backend, length)
+    rates = (sample and measure_on(backend, sample)) or measure_rates(backend, length)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"key": key, "measured": datetime.now(UTC).isoformat(timespec="seconds"), "rates": asdict(rates)}
     write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True))
     return rates
+
+
+def measure_on(backend: Any, request: Request) -> Rates | None:
+    """Time ``request`` answered with one token (prefill) and in full (prefill + decode); None when its
+    answer is too short to measure decoding."""
+    backend.complete([{"role": "user", "content": "Say hello."}], 1)  # loads weights, warms kernels
+    first, seconds = _timed(backend, request.messages, 1)
+    prefill_tps = first.prompt_tokens / seconds
+    full, seconds = _timed(backend, request.messages, request.max_tokens)
+    decode_s = seconds - full.prompt_tokens / prefill_tps
+    if full.completion_tokens < MIN_DECODED or decode_s <= 0:
+        return None
+    return Rates(prefill_tps, full.completion_tokens / decode_s, full.prompt_tokens)
 
 
 def measure_rates(backend: Any, prompt_tokens: int) -> Rates:

@@ -159,7 +159,8 @@ class ListwiseReranker(Listwise):
                 messages, max_tokens, key = self._request(query, order[start:end], passages)
                 answer = self.cache.get(key)
                 generated = 0 if self.strategy == "first_token" else max_tokens
-                requests.append(Request(self.llm.prompt_tokens(messages), generated, cached=answer is not None))
+                tokens = self.llm.prompt_tokens(messages)
+                requests.append(Request(tokens, generated, cached=answer is not None, messages=messages))
                 if answer is not None:
                     order[start:end] = self._apply(answer, order[start:end], QueryStats())
         note = "sliding windows after a query's first uncached one enumerated on the incoming order"
