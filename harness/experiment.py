@@ -102,8 +102,9 @@ def select_queries(queries: list[Query], max_queries: int | None) -> list[Query]
     return queries[:max_queries]
 
 
-def _kept(run_dir: Path, board: Path, digest: str) -> Outcome | None:
-    """The earlier complete run for this hash, restoring its row if a kill lost it."""
+def kept_measures(run_dir: Path, board: Path, digest: str) -> dict[str, float] | None:
+    """The measures of the earlier complete run for this hash (evaluated or imported), restoring its
+    leaderboard row if a kill lost it; None when there is none."""
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
         return None
@@ -111,7 +112,7 @@ def _kept(run_dir: Path, board: Path, digest: str) -> Outcome | None:
     if not any(r.get("config_hash") == digest for r in leaderboard.read_rows(board)):
         leaderboard.append(board, metrics["row"])
         log.info("restored the leaderboard row of %s", run_dir)
-    return Outcome(run_dir, metrics["measures"], None)
+    return metrics["measures"]
 
 
 def warn_self_judgements(cfg: DictConfig, dataset: Dataset) -> None:
@@ -194,11 +195,11 @@ def run_experiment(cfg: DictConfig) -> Outcome:
     run_dir = runs / cfg.dataset.name / system_name(cfg) / digest
     board = runs / "leaderboard.csv"
     with one_run_at_a_time(runs, digest):
-        if not cfg.overwrite and (kept := _kept(run_dir, board, digest)):
+        if not cfg.overwrite and (kept := kept_measures(run_dir, board, digest)) is not None:
             log.info(
                 "skipping %s %s: complete run %s exists (overwrite=true recomputes)", system_name(cfg), digest, run_dir
             )
-            return kept
+            return Outcome(run_dir, kept, None)
         return _compute(cfg, dataset, queries, measures, run_dir, board, started)
 
 

@@ -31,7 +31,7 @@ from rankbench.harness.cache import file_digest
 from rankbench.harness.config import compose
 from rankbench.harness.datasets import Dataset, load_dataset
 from rankbench.harness.errors import DataError, RankbenchError
-from rankbench.harness.experiment import one_run_at_a_time
+from rankbench.harness.experiment import kept_measures, one_run_at_a_time
 from rankbench.harness.metrics import evaluate, parse_measures
 from rankbench.harness.rundir import write_run_dir
 from rankbench.harness.types import Run
@@ -127,9 +127,9 @@ def import_run(path: Path, dataset_name: str, name: str, runs: Path, overrides: 
     run_dir = runs / dataset.name / name / config_hash
     board = runs / "leaderboard.csv"
     with one_run_at_a_time(runs, config_hash):
-        if kept := _kept(run_dir, board, config_hash):
+        if (kept := kept_measures(run_dir, board, config_hash)) is not None:
             log.info("kept %s: this file was imported before (same content)", run_dir)
-            return kept
+            return Imported(run_dir, kept, None)
         run, tags = read_run(path, {q.qid for q in dataset.queries})
         qrels = {q.qid: dataset.qrels[q.qid] for q in dataset.queries}  # what evaluate.py scores against
         aggregate, per_query = evaluate(run, qrels, measures)
@@ -151,17 +151,6 @@ def import_run(path: Path, dataset_name: str, name: str, runs: Path, overrides: 
         write_run_dir(run_dir, run, metrics, per_query, yaml.safe_dump(described, sort_keys=False), name)
         leaderboard.append(board, row)
         return Imported(run_dir, aggregate, row)
-
-
-def _kept(run_dir: Path, board: Path, config_hash: str) -> Imported | None:
-    """The earlier import of this content, its row restored if the leaderboard lost it."""
-    metrics_path = run_dir / "metrics.json"
-    if not metrics_path.is_file():
-        return None
-    metrics = json.loads(metrics_path.read_text())
-    if not any(r.get("config_hash") == config_hash for r in leaderboard.read_rows(board)):
-        leaderboard.append(board, metrics["row"])
-    return Imported(run_dir, metrics["measures"], None)
 
 
 def _row(

@@ -68,7 +68,23 @@ class ScriptedStatusServer:
         self._server.server_close()
 
 
-class ScriptedGradeBackend:
+class _WordTokens:
+    """What the scripted chat backends share: an identity, and tokens counted as whitespace-separated words."""
+
+    name: str
+    model: str
+
+    def identity(self) -> dict[str, str]:
+        return {"backend": self.name, "model": self.model}
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, tokens: int) -> str:
+        return " ".join(text.split()[:tokens])
+
+
+class ScriptedGradeBackend(_WordTokens):
     """A scripted fake chat backend for the judge's pure logic: no model runs here.
 
     It answers each prompt with the script's text for the first document title the prompt
@@ -85,15 +101,6 @@ class ScriptedGradeBackend:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def identity(self) -> dict[str, str]:
-        return {"backend": self.name, "model": self.model}
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def truncate(self, text: str, tokens: int) -> str:
-        return " ".join(text.split()[:tokens])
-
     def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
         with self._lock:
             self.calls += 1
@@ -102,7 +109,7 @@ class ScriptedGradeBackend:
         return Completion(text=text, prompt_tokens=self.count_tokens(user), completion_tokens=len(text.split()))
 
 
-class ScriptedSpeedBackend:
+class ScriptedSpeedBackend(_WordTokens):
     """A scripted fake chat backend for pure calibration logic: no model runs here.
 
     Answers each call after a sleep of 0.1 ms per prompt token and 1 ms per generated token (a model
@@ -119,15 +126,6 @@ class ScriptedSpeedBackend:
         """``stops_after``: prompts longer than this get a one-token answer (a model that stops early)."""
         self.threads, self.answer_tokens, self.stops_after = threads, answer_tokens, stops_after
         self.calls: list[int] = []
-
-    def identity(self) -> dict[str, str]:
-        return {"backend": self.name, "model": self.model}
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def truncate(self, text: str, tokens: int) -> str:
-        return " ".join(text.split()[:tokens])
 
     def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
         self.calls.append(max_tokens)
