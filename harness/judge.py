@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
-from rankbench.harness import agreement
+from rankbench.harness import agreement, cost
 from rankbench.harness.cache import key_hash, write_text_atomic
 from rankbench.harness.config import conf_dir
 from rankbench.harness.datasets import Dataset, load_dataset, natural_key
@@ -111,7 +111,7 @@ class Tally:
     by_name: int = 0  # answers graded by a grade name ("highly relevant") rather than a number
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the calls (ask)
 
 
 @dataclass
@@ -287,32 +287,37 @@ def _check(cfg: DictConfig) -> None:
 def ask(
     requests: list[Request], llm: Any, cache: ResponseCache, prompt: JudgePrompt
 ) -> tuple[dict[tuple[str, str], dict], Tally]:
-    """Each pair's answer {grade (None: malformed or failed), text, status}, cached answers first."""
+    """Each pair's answer {grade (None: malformed or failed), text, status}, cached answers first.
+
+    ``Tally.seconds`` is the wall time of the asking, weights loaded beforehand: what the estimate
+    (harness/cost.py) predicts. Summing each call's time would count a queue at a one-slot server
+    (``concurrency`` calls in flight) several times over."""
     tally, answers = Tally(), {}
 
-    def one(request: Request) -> tuple[Request, dict | None, bool, float]:
-        key = request_key(request.messages, {"task": "judge", "max_tokens": request.max_tokens, "temperature": 0})
+    def one(request: Request) -> tuple[Request, dict | None, bool]:
+        key = answer_key(request)
         if (answer := cache.get(key)) is not None:
-            return request, answer, True, 0.0
-        started = time.perf_counter()
+            return request, answer, True
         try:
             completion = llm.complete(request.messages, request.max_tokens)
         except RankbenchError as e:  # LLMCallFailed: the pair stays unjudged, and is counted
             log.warning("%s/%s: no judgment: %s", request.qid, request.docid, e)
-            return request, None, False, time.perf_counter() - started
+            return request, None, False
         answer = {
             "text": completion.text,
             "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens,
         }
         cache.put(key, answer)
-        return request, answer, False, time.perf_counter() - started
+        return request, answer, False
 
+    if any(cache.get(answer_key(r)) is None for r in requests):
+        llm.load()
+    started = time.perf_counter()
     with ThreadPoolExecutor(max(1, getattr(llm, "concurrency", 1))) as workers:
-        for request, answer, cached, seconds in tqdm(
+        for request, answer, cached in tqdm(
             workers.map(one, requests), total=len(requests), desc="judging", unit="pair"
         ):
-            tally.seconds += seconds
             if answer is None:
                 tally.failed += 1
                 answers[(request.qid, request.docid)] = {"grade": None, "text": "", "status": "failed"}
@@ -327,7 +332,34 @@ def ask(
             tally.malformed += status == "malformed"
             tally.by_name += status == "name"
             answers[(request.qid, request.docid)] = {"grade": grade, "text": answer["text"], "status": status}
+    tally.seconds = time.perf_counter() - started if tally.calls or tally.failed else 0.0
     return answers, tally
+
+
+def answer_key(request: Request) -> str:
+    """The response-cache key of a judgment: its messages and decoding settings."""
+    return request_key(request.messages, {"task": "judge", "max_tokens": request.max_tokens, "temperature": 0})
+
+
+def cost_plan(requests: list[Request], llm: Any, cache: ResponseCache) -> cost.Plan:
+    """The judgment's requests in harness/cost.py's terms (prompt tokens by the backend's own count, the
+    cap on completion tokens, whether the answer is cached), for ``estimate_only=true``."""
+    priced = [
+        cost.Request(llm.prompt_tokens(r.messages), r.max_tokens, cache.get(answer_key(r)) is not None, r.messages)
+        for r in tqdm(requests, desc="judging (estimate)", unit="pair")
+    ]
+    return cost.Plan(llm, priced, "completion tokens at their cap (max_tokens)")
+
+
+def estimate(cfg: DictConfig, run_dirs: list[Path], llm: Any | None = None) -> cost.Cost:
+    """What ``judge`` would spend on these runs, with no judgment asked (only a calibration, once per machine)."""
+    llm = llm if llm is not None else instantiate(cfg.llm)
+    requests = planned_requests(cfg, run_dirs, llm)
+    cache = ResponseCache(Path(cfg.cache_dir) / "llm-answers", llm.identity())
+    try:
+        return cost.estimate(cost_plan(requests, llm, cache), Path(cfg.cache_dir))
+    finally:
+        cache.close()
 
 
 def grade_mapping(cfg: DictConfig, qrels: Qrels) -> dict[int, int]:
@@ -502,7 +534,8 @@ def summary(report: dict) -> str:
     kappa, tau = a[a["kappa_headline"]], a["tau"]["value"]
     lines = [
         f"holes judged {c['llm_judged']}/{c['holes']}; calls {c['calls']}, cached {c['cached']}, "
-        f"malformed {c['malformed']}, failed {c['failed']}, read from a grade name {c['by_name']}",
+        f"malformed {c['malformed']}, failed {c['failed']}, read from a grade name {c['by_name']}; "
+        f"{c['prompt_tokens']:,} prompt + {c['completion_tokens']:,} completion tokens in {c['seconds']:,.1f} s",
         f"agreement on {a['pairs']} held-out pairs ({a['held_out_relevant']} relevant, {a['held_out_nonrelevant']} "
         f"{a['nonrelevant_kind']} non-relevant): {a['kappa_headline']} = {_fmt(kappa)}; "
         f"Kendall tau ({a['tau']['measure']}, {a['tau']['systems']} systems) = {_fmt(tau)}",
@@ -523,11 +556,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv).args
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would bury the progress bar
     overrides = [a for a in args if "=" in a]
     run_dirs = [Path(a) for a in args if "=" not in a]
     try:
         cfg = compose_config(overrides)
-        with resumable("answers so far are cached; rerun the same command to go on"):
+        if cfg.estimate_only:
+            spent = estimate(cfg, run_dirs)
+            print("LLM cost estimate (no judgment asked): " + spent.describe())
+            print("".join(f"  {note}\n" for note in spent.notes), end="")
+            return 0
+        with resumable("answers so far are cached"):
             folder, report = judge(cfg, run_dirs)
     except (RankbenchError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -83,6 +83,13 @@ class _WordTokens:
     def truncate(self, text: str, tokens: int) -> str:
         return " ".join(text.split()[:tokens])
 
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        return sum(self.count_tokens(m["content"]) for m in messages)
+
+    def load(self) -> None:
+        """Nothing to load; counted, so a test can see whether a caller asked."""
+        self.loads = getattr(self, "loads", 0) + 1
+
 
 class ScriptedGradeBackend(_WordTokens):
     """A scripted fake chat backend for the judge's pure logic: no model runs here.
@@ -106,7 +113,7 @@ class ScriptedGradeBackend(_WordTokens):
             self.calls += 1
         user = messages[-1]["content"]
         text = next(answer for title, answer in self.script.items() if title in user)
-        return Completion(text=text, prompt_tokens=self.count_tokens(user), completion_tokens=len(text.split()))
+        return Completion(text=text, prompt_tokens=self.prompt_tokens(messages), completion_tokens=len(text.split()))
 
 
 class ScriptedSpeedBackend(_WordTokens):

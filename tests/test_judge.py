@@ -20,7 +20,19 @@ from sklearn.metrics import cohen_kappa_score
 
 from rankbench.harness import agreement
 from rankbench.harness.errors import ConfigError
-from rankbench.harness.judge import JudgePrompt, compose_config, holdout, judge, main, parse_grade, summary
+from rankbench.harness.judge import (
+    JudgePrompt,
+    compose_config,
+    cost_plan,
+    estimate,
+    holdout,
+    judge,
+    main,
+    parse_grade,
+    planned_requests,
+    summary,
+)
+from rankbench.harness.response_cache import ResponseCache
 from rankbench.harness.runfile import write_trec_run
 from tests.fakes import ScriptedGradeBackend
 from tests.llm_server import SMOLLM2_ALIAS
@@ -197,6 +209,31 @@ def test_judge_writes_marked_qrels_counts_malformed_and_reruns_from_cache(tmp_pa
     folder2, report2 = judge(cfg, dirs, llm=again)
     assert again.calls == 0 and report2["counts"]["calls"] == 0 and report2["counts"]["cached"] == 9
     assert folder2 == folder and report2["counts"]["malformed"] == 3
+    assert getattr(again, "loads", 0) == 0 and report2["counts"]["seconds"] == 0.0  # nothing to load or time
+
+
+def test_the_estimate_counts_what_the_judge_then_spends(tmp_path, tiny_beir) -> None:
+    runs = tmp_path / "runs"
+    run_cfg = OmegaConf.create({"dataset": {"name": "tiny", "path": str(tiny_beir), "split": "test"},
+                                "max_queries": None, "measures": ["nDCG@10"]})  # fmt: skip
+    dirs = [write_run(runs / "tiny" / name / "h1", r, run_cfg) for name, r in (("a", RUN_A), ("b", RUN_B))]
+    cfg = compose_config([f"runs_dir={runs}", "depth=2", "holdout.size=10", "data_root=null", "max_tokens=7"])
+    backend = ScriptedGradeBackend(SCRIPT)
+    cache = ResponseCache(runs / "cache" / "llm-answers", backend.identity())
+    try:
+        before = cost_plan(planned_requests(cfg, dirs, backend), backend, cache)
+    finally:
+        cache.close()
+    assert backend.calls == 0 and len(before.requests) == 9 and not any(r.cached for r in before.requests)
+    assert [r.max_tokens for r in before.requests] == [7] * 9  # completions counted at their cap
+
+    _, report = judge(cfg, dirs, llm=backend)
+    counts = report["counts"]
+    assert backend.loads == 1 and counts["calls"] == 9  # weights made ready once, before the timed calls
+    assert sum(r.prompt_tokens for r in before.requests) == counts["prompt_tokens"]  # the backend's own count
+
+    after = estimate(cfg, dirs, llm=ScriptedGradeBackend(SCRIPT))  # every answer cached: no calibration either
+    assert (after.calls, after.cached, after.prompt_tokens, after.seconds) == (0, 9, 0, 0.0)
 
 
 def _run(ranking: dict[str, list[str]]) -> dict[str, dict[str, float]]:
@@ -282,3 +319,5 @@ def test_scifact_pairs_judged_by_smollm2_behind_llama_cpp(tmp_path, make_cfg, ll
     again = json.loads((folder / "judge.json").read_text())
     assert again["counts"]["calls"] == 0 and again["counts"]["cached"] == 8
     assert (folder / "qrels.augmented.txt").read_text() == "\n".join(qrels_lines) + "\n"
+    assert main([*map(str, dirs), *overrides, "estimate_only=true"]) == 0
+    assert "0 calls (8 answers cached)" in capsys.readouterr().out

