@@ -24,7 +24,6 @@ import logging
 import random
 import re
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +44,7 @@ from rankbench.harness.datasets import Dataset, load_dataset, natural_key
 from rankbench.harness.errors import ConfigError, DataError, RankbenchError
 from rankbench.harness.experiment import select_queries
 from rankbench.harness.leaderboard import to_markdown
+from rankbench.harness.llm import CallClock
 from rankbench.harness.metrics import evaluate, parse_measures
 from rankbench.harness.provenance import git_commit
 from rankbench.harness.response_cache import (  # the listwise reranker's store of paid-for answers
@@ -111,7 +111,7 @@ class Tally:
     by_name: int = 0  # answers graded by a grade name ("highly relevant") rather than a number
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    seconds: float = 0.0  # wall time of the calls (ask)
+    seconds: float = 0.0  # wall time with a call in flight (harness/llm.py CallClock)
 
 
 @dataclass
@@ -288,18 +288,17 @@ def ask(
     requests: list[Request], llm: Any, cache: ResponseCache, prompt: JudgePrompt
 ) -> tuple[dict[tuple[str, str], dict], Tally]:
     """Each pair's answer {grade (None: malformed or failed), text, status}, cached answers first.
-
-    ``Tally.seconds`` is the wall time of the asking, weights loaded beforehand: what the estimate
-    (harness/cost.py) predicts. Summing each call's time would count a queue at a one-slot server
-    (``concurrency`` calls in flight) several times over."""
-    tally, answers = Tally(), {}
+    Weights are loaded before the first call, so ``Tally.seconds`` (a :class:`CallClock`'s) times
+    only the calls, as the estimate (harness/cost.py) does."""
+    tally, answers, clock = Tally(), {}, CallClock()
 
     def one(request: Request) -> tuple[Request, dict | None, bool]:
         key = answer_key(request)
         if (answer := cache.get(key)) is not None:
             return request, answer, True
         try:
-            completion = llm.complete(request.messages, request.max_tokens)
+            with clock.timing():
+                completion = llm.complete(request.messages, request.max_tokens)
         except RankbenchError as e:  # LLMCallFailed: the pair stays unjudged, and is counted
             log.warning("%s/%s: no judgment: %s", request.qid, request.docid, e)
             return request, None, False
@@ -313,7 +312,6 @@ def ask(
 
     if any(cache.get(answer_key(r)) is None for r in requests):
         llm.load()
-    started = time.perf_counter()
     with ThreadPoolExecutor(max(1, getattr(llm, "concurrency", 1))) as workers:
         for request, answer, cached in tqdm(
             workers.map(one, requests), total=len(requests), desc="judging", unit="pair"
@@ -332,7 +330,7 @@ def ask(
             tally.malformed += status == "malformed"
             tally.by_name += status == "name"
             answers[(request.qid, request.docid)] = {"grade": grade, "text": answer["text"], "status": status}
-    tally.seconds = time.perf_counter() - started if tally.calls or tally.failed else 0.0
+    tally.seconds = clock.seconds
     return answers, tally
 
 

@@ -13,6 +13,10 @@ cost estimates (harness/cost.py) count what a call would bill.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +30,33 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
+
+
+class CallClock:
+    """Wall seconds during which at least one LLM call was in flight: what a run's calls cost in time.
+
+    Summing each call's duration would count calls queued at a one-slot server (``concurrency`` > 1
+    against llama.cpp) several times over, and disagree with the estimate (harness/cost.py), which
+    prices the calls one after another. ``now`` is a clock, replaceable in tests."""
+
+    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+        self.seconds = 0.0
+        self._now, self._active, self._since = now, 0, 0.0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        with self._lock:
+            if self._active == 0:
+                self._since = self._now()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self.seconds += self._now() - self._since
 
 
 class LLMCallFailed(RankbenchError):

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from rankbench.harness.components import Listwise
 from rankbench.harness.cost import Plan, Request
 from rankbench.harness.errors import ConfigError, DataError
-from rankbench.harness.llm import ChatBackend, LLMCallFailed, Messages
+from rankbench.harness.llm import CallClock, ChatBackend, LLMCallFailed, Messages
 from rankbench.harness.response_cache import ResponseCache, request_key
 from rankbench.harness.types import Corpus, Query, Run
 from rankbench.rerankers.cross_encoder import doc_text
@@ -72,7 +72,7 @@ class QueryStats:
     malformed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # this query's calls, their queueing included (llm_seconds is a CallClock's)
 
     def add(self, other: QueryStats) -> None:
         for f in fields(self):
@@ -111,6 +111,7 @@ class ListwiseReranker(Listwise):
         self.passage_tokens, self.max_new_tokens = passage_tokens, max_new_tokens
         self.cache = ResponseCache(Path(cache_dir) / "llm-answers", llm.identity())
         self.per_query: dict[str, QueryStats] = {}
+        self.clock = CallClock()  # llm_seconds: queries in flight at once share the wall time
 
     def provenance(self) -> dict[str, str]:
         identity = self.llm.identity()
@@ -130,8 +131,8 @@ class ListwiseReranker(Listwise):
             "completion_tokens": total.completion_tokens,
             "calls_per_query": round(total.calls / n, 3),
             "tokens_per_query": round((total.prompt_tokens + total.completion_tokens) / n, 1),
-            "llm_seconds_per_query": round(total.seconds / n, 3),
-            "llm_seconds": round(total.seconds, 3),
+            "llm_seconds_per_query": round(self.clock.seconds / n, 3),
+            "llm_seconds": round(self.clock.seconds, 3),
             "llm_weights_loaded": bool(self.llm.weights_loaded),  # False on a rerun answered from the cache
             "per_query": {qid: asdict(stats) for qid, stats in self.per_query.items()},
         }
@@ -204,7 +205,8 @@ class ListwiseReranker(Listwise):
             self.llm.load()  # outside the timer: seconds measure calls, as the estimate does
             started = time.perf_counter()
             try:
-                answer = self._ask(messages, max_tokens, len(docids))
+                with self.clock.timing():
+                    answer = self._ask(messages, max_tokens, len(docids))
             except LLMCallFailed as e:
                 stats.failed += 1
                 log.warning("query %s: a window of %d kept its order: %s", query.qid, len(docids), e)

@@ -8,6 +8,7 @@ import pytest
 from rankbench.harness import cost
 from rankbench.harness.cost import Plan, Request
 from rankbench.harness.errors import ConfigError
+from rankbench.harness.llm import CallClock
 from rankbench.rerankers.llm.openai_backend import OpenAIBackend
 from tests.fakes import ScriptedSpeedBackend
 
@@ -123,3 +124,17 @@ def test_prompt_tokens_match_the_chat_template_without_loading_weights() -> None
     assert not local.weights_loaded
     remote = OpenAIBackend(base_url="http://127.0.0.1:9/v1", tokenizer=str(smollm2_gguf()))
     assert abs(remote.prompt_tokens(messages) - local.prompt_tokens(messages)) <= len(messages)
+
+
+def test_the_call_clock_counts_overlapping_calls_once() -> None:
+    """Two calls in flight at once (a one-slot server's queue) take the wall time, not the sum."""
+    ticks = iter([0.0, 4.0, 10.0, 12.0])  # read when the clock starts or stops, never in between
+    clock = CallClock(now=lambda: next(ticks))
+    first, second = clock.timing(), clock.timing()
+    first.__enter__()  # t=0
+    second.__enter__()  # already running: no read
+    first.__exit__(None, None, None)  # one still in flight: no read
+    second.__exit__(None, None, None)  # t=4
+    with clock.timing():  # t=10 .. 12
+        pass
+    assert clock.seconds == 6.0  # the two calls overlapped for all 4 s: summing them would say 8 or more
