@@ -1,4 +1,5 @@
-"""``rankbench.experiment``: several systems on one dataset, as a pandas DataFrame.
+"""``rankbench.experiment``: several systems on one dataset, as a pandas DataFrame; ``rankbench.aggregate``:
+their mean over several datasets.
 
 Each system runs through the same code as ``evaluate.py`` (same configs, hashes and caches), so a
 system evaluated before on the command line costs nothing here, and the reverse. Significance is
@@ -92,6 +93,46 @@ def experiment(
     if not tested:
         return frame
     return _with_tests(frame, values, tested, options, suffix=all_pairs or len({b for _, b in tested}) > 1)
+
+
+def aggregate(
+    systems: Sequence[SystemLike],
+    datasets: Sequence[str],
+    measure: str = "nDCG@10",
+    names: Sequence[str] | None = None,
+    record: bool = False,
+    *,
+    max_queries: int | None = None,
+    runs_dir: str | Path = "runs",
+    data_root: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Each system's ``measure`` on each of ``datasets`` (names in conf/dataset/) and its mean over them:
+    the API's ``python -m harness.leaderboard --aggregate``, as a DataFrame (one column per dataset,
+    then ``mean``; best mean first).
+
+    Every system runs on every dataset here (through :func:`experiment`, so cached runs cost nothing),
+    so the mean is over all of ``datasets``; the leaderboard's version, which reads runs made at
+    different times, averages only the datasets every system has. ``measure`` must be one of each
+    dataset's measures (conf/dataset/<name>.yaml) or be added with ``overrides=["measures=[...]"]``.
+    """
+    if not datasets or isinstance(datasets, str):
+        raise ConfigError(f"datasets must be a list of dataset names, got {datasets!r}")
+    settings = {"names": names, "correction": None, "record": record, "max_queries": max_queries}
+    settings |= {"runs_dir": runs_dir, "data_root": data_root, "overrides": overrides}
+    columns = {}
+    for dataset in datasets:
+        frame = experiment(systems, dataset, **settings)
+        if measure not in frame.columns:
+            raise ConfigError(
+                f"measure {measure!r} is not measured on dataset {dataset} (its measures: {frame.columns.tolist()}); "
+                "add it with overrides=['measures=[...]']"
+            )
+        columns[dataset] = frame[measure]
+    table = pd.DataFrame(columns)
+    table["mean"] = table.mean(axis=1)
+    table.index.name = "name"
+    return table.sort_values("mean", ascending=False, kind="stable")
 
 
 def _config(system: SystemLike, overrides: list[str], settings: dict[str, Any]) -> DictConfig:

@@ -11,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from rankbench.harness import aggregate, configdiff, holes, leaderboard
-from rankbench.harness.errors import DataError
+from rankbench.harness.errors import ConfigError, DataError
 from rankbench.harness.experiment import system_hash
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -252,3 +252,29 @@ def test_two_real_runs_record_their_system_and_what_differs(make_cfg, tiny_beir:
     assert leaderboard.main(["--runs", str(tmp_path / "runs")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert sorted(line.split(" | ")[3] for line in lines[2:]) == ["retriever.k1=0.9", "retriever.k1=1.5"]
+
+
+def test_the_api_aggregate_is_the_leaderboards(tmp_path: Path, capsys):
+    """rb.aggregate on real BM25 runs, cross-checked with `harness.leaderboard --aggregate` on the rows it wrote."""
+    import rankbench as rb
+    from tests.conftest import SHARED_DATA
+
+    runs = tmp_path / "runs"
+    systems = ["retriever=bm25", "retriever=bm25 retriever.k1=0.5"]
+    table = rb.aggregate(
+        systems, ["scifact", "scifact-train"], names=["bm25", "bm25 k1=0.5"], record=True, max_queries=4,
+        runs_dir=runs, data_root=SHARED_DATA,
+    )  # fmt: skip
+    assert table.columns.tolist() == ["scifact", "scifact-train", "mean"]
+    assert table["mean"].tolist() == pytest.approx(table[["scifact", "scifact-train"]].mean(axis=1).tolist())
+    assert table["mean"].is_monotonic_decreasing and table.loc["bm25", "scifact"] != table.loc["bm25 k1=0.5", "scifact"]
+
+    assert leaderboard.main(["--runs", str(runs), "--aggregate", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "system,scifact,scifact-train,mean (2 datasets)"
+    from_cli = sorted(tuple(line.split(",")[1:]) for line in lines[1:])
+    from_api = sorted(tuple(f"{v:.4f}" for v in row) for row in table.itertuples(index=False))
+    assert from_cli == from_api
+
+    with pytest.raises(ConfigError, match="measure 'P@7' is not measured on dataset scifact"):
+        rb.aggregate(systems[:1], ["scifact"], measure="P@7", max_queries=4, runs_dir=runs, data_root=SHARED_DATA)
