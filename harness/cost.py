@@ -10,7 +10,8 @@ prompt tokens, completion tokens and
   model, backend, CPU and prompt length, cached on disk), because which backend is faster depends
   on the machine (prefill dominates a RankGPT window, and its speed differs across backends);
 - for an API (``openai`` with a non-loopback ``base_url``): US dollars, from the per-model price
-  table ``conf/llm/prices.yaml``. A model missing from it is an error, never a price of 0.
+  tables in ``conf/llm/prices/`` (one file per provider; a folder, so that Hydra does not offer
+  it as an ``llm=`` choice). A model missing from them is an error, never a price of 0.
 
 Completion tokens are counted at their cap: an upper bound, and close to what small models spend
 (SmolLM2-135M rarely stops before it). Requests whose answers are already cached are counted apart
@@ -48,7 +49,7 @@ STORY = "Write a long story about a river."  # small instruction models answer i
 
 
 def prices_path() -> Path:
-    return conf_dir() / "llm" / "prices.yaml"
+    return conf_dir() / "llm" / "prices"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +114,22 @@ def is_api(backend: Any) -> bool:
 
 
 def load_prices(path: Path | None = None) -> dict[str, dict[str, float]]:
+    """Model name -> entry, from ``path``: a price table, or a folder of them (default conf/llm/prices/)."""
     path = path or prices_path()
-    try:
-        table = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read the LLM price table: {e}") from None
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: expected a mapping of model name to {{input: ..., output: ...}}")
+    files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+    table: dict[str, dict[str, float]] = {}
+    where: dict[str, Path] = {}
+    for file in files:
+        try:
+            entries = yaml.safe_load(file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{file}: cannot read the LLM price table: {e}") from None
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{file}: expected a mapping of model name to {{input: ..., output: ...}}")
+        for model, entry in entries.items():
+            if model in where:
+                raise ConfigError(f"{file}: {model!r} is priced in {where[model]} too; keep one")
+            table[model], where[model] = entry, file
     return table
 
 

@@ -34,9 +34,20 @@ def test_a_model_missing_from_the_table_is_an_error_naming_file_and_key(prices) 
         cost.price("broken", prices)
 
 
-def test_the_shipped_table_prices_every_model_it_lists() -> None:
+def test_a_folder_of_tables_is_merged_and_a_model_priced_twice_is_refused(prices, tmp_path) -> None:
+    folder = tmp_path / "prices"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(PRICES)
+    (folder / "b.yaml").write_text("other-model:\n  input: 1\n  output: 2\n")
+    assert cost.price("other-model", folder) == (1.0, 2.0) and cost.price("gpt-test", folder) == (2.5, 10.0)
+    (folder / "c.yaml").write_text("gpt-test:\n  input: 1\n  output: 2\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: 'gpt-test' is priced in .*a\.yaml too"):
+        cost.price("other-model", folder)
+
+
+def test_the_shipped_tables_price_every_model_they_list() -> None:
     table = cost.load_prices()
-    assert table, "conf/llm/prices.yaml lists no model"
+    assert table, "conf/llm/prices/ lists no model"
     for model in table:
         per_input, per_output = cost.price(model)
         assert 0 < per_input <= per_output  # output tokens cost more than input on every listed model
