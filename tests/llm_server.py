@@ -2,8 +2,8 @@
 
 ``LlamaServer`` runs llama-cpp-python's server module as a subprocess on a free loopback port,
 waits until ``/v1/models`` answers and stops it on exit; ``stop()`` may also be called early to
-make later calls fail. The server's stdout and stderr go to ``log_path``: failures to start
-quote its tail, and llama.cpp's timing lines there give the server's own speed.
+make later calls fail. The server's stdout and stderr go to ``log_path``, removed on a clean exit:
+failures to start quote its tail, and llama.cpp's timing lines there give the server's own speed.
 
 The server is started through ``LAUNCHER``, which turns off llama.cpp's extra CPU buffer types
 before the model loads: on CPUs with AMX (this machine's Xeon), a source build of 0.3.36 routes
@@ -75,8 +75,10 @@ class LlamaServer:
     def __enter__(self) -> LlamaServer:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
         self.stop()
+        if exc_type is None:  # kept after a failure, for its tail
+            self.log_path.unlink(missing_ok=True)
 
     def start(self) -> LlamaServer:
         args = [
