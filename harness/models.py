@@ -68,7 +68,8 @@ def resolve_model(name: str) -> Path:
     raise ModelUnavailable(
         f"model {name!r} is not a local folder, not in the Hugging Face cache "
         f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and could not be downloaded. "
-        f"Give a local folder (e.g. retriever.model=/path/to/model), run `huggingface-cli download {name}` "
+        f"Give a local folder instead (the key that named it: retriever.model, reranker.model, llm.model), run "
+        f"`huggingface-cli download {name}` "
         f"where there is network and copy the cache over{hint}."
     )
 
