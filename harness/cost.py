@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 CALIBRATION_DIR = "llm-calibration"
 DECODE_TOKENS = 64  # the calibration's answer: long enough that per-token time dominates its overhead
 MIN_DECODED = 8  # a shorter calibration answer cannot measure decoding
+SAMPLES = 3  # the run's requests a calibration is timed on: one to warm up, one for prefill, one for decoding
 SHORTEST_BUCKET = 256
 STORY = "Write a long story about a river."  # small instruction models answer it at length
 
@@ -173,8 +175,8 @@ def estimate(plan: Plan, cache_dir: Path, prices: Path | None = None) -> Cost:
     elif todo:
         mean = round(cost.prompt_tokens / len(todo))
         samples = [r for r in todo if r.messages is not None and r.max_tokens >= MIN_DECODED]
-        sample = min(samples, key=lambda r: abs(r.prompt_tokens - mean), default=None)
-        rates = calibrate(plan.backend, cache_dir, mean, sample)
+        samples.sort(key=lambda r: abs(r.prompt_tokens - mean))
+        rates = calibrate(plan.backend, cache_dir, mean, samples[:SAMPLES])
         cost.seconds = sum(rates.seconds(r) for r in todo)
         cost.notes.append(
             f"calibrated here at {rates.prompt_tokens} prompt tokens: prefill {rates.prefill_tps:.0f} tokens/s, "
@@ -201,13 +203,13 @@ def calibration_key(backend: Any, prompt_tokens: int) -> dict[str, Any]:
     }
 
 
-def calibrate(backend: Any, cache_dir: Path, mean_prompt_tokens: int, sample: Request | None = None) -> Rates:
+def calibrate(backend: Any, cache_dir: Path, mean_prompt_tokens: int, samples: Sequence[Request] = ()) -> Rates:
     """Prefill and decode speed of ``backend`` for prompts near ``mean_prompt_tokens``, measured once.
 
-    With a ``sample`` (one of the run's own requests, its messages kept) the speeds are timed on it: a
-    synthetic prompt of the same length gets a one-token answer from a small model, and decoding timed
-    after a short prompt instead runs about twice as fast as after a 2k-token window (measured with
-    SmolLM2-135M), which would halve the estimate.
+    With ``SAMPLES`` of the run's own requests (messages kept) the speeds are timed on them, sent one
+    after another as the run sends them (:func:`measure_on`). Otherwise, synthetic prompts of that
+    length: a small model gives them a one-token answer, and decoding timed after a short prompt ran
+    about twice as fast as after a 2k-token window (SmolLM2-135M), which would halve the estimate.
 
     Cached as ``<cache_dir>/llm-calibration/<hash>.json`` with its key as a manifest, so a rerun of
     the estimate makes no call; delete the file to measure again (e.g. on a machine that was busy).
@@ -215,29 +217,34 @@ def calibrate(backend: Any, cache_dir: Path, mean_prompt_tokens: int, sample: Re
     length = bucket(mean_prompt_tokens)
     if limit := getattr(backend, "context_length", None):
         length = min(length, limit - DECODE_TOKENS - 64)
-    key = calibration_key(backend, length) | {"on": "a request of the run" if sample else "a synthetic prompt"}
+    on_run = len(samples) >= SAMPLES
+    key = calibration_key(backend, length) | {"on": "requests of the run, in turn" if on_run else "a synthetic prompt"}
     path = Path(cache_dir) / CALIBRATION_DIR / f"{key_hash(key)}.json"
     if path.is_file():
         return Rates(**json.loads(path.read_text())["rates"])
     log.info("calibrating %s at %d prompt tokens (once; cached in %s)", backend.model, length, path)
-    rates = (sample and measure_on(backend, sample)) or measure_rates(backend, length)
+    rates = (on_run and measure_on(backend, samples)) or measure_rates(backend, length)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"key": key, "measured": datetime.now(UTC).isoformat(timespec="seconds"), "rates": asdict(rates)}
     write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True))
     return rates
 
 
-def measure_on(backend: Any, request: Request) -> Rates | None:
-    """Time ``request`` answered with one token (prefill) and in full (prefill + decode); None when its
-    answer is too short to measure decoding."""
-    backend.complete([{"role": "user", "content": "Say hello."}], 1)  # loads weights, warms kernels
-    first, seconds = _timed(backend, request.messages, 1)
+def measure_on(backend: Any, requests: Sequence[Request]) -> Rates | None:
+    """Three of the run's requests in turn: the first answered with one token (loads weights, warms
+    kernels, and leaves in a server's prefix cache the instructions the run's requests share, as the
+    run's own earlier calls will), the second with one token (prefill), the third in full (prefill +
+    decode). Timing one request twice would let llama.cpp reuse its whole prompt the second time.
+    None when the last answer is too short to measure decoding."""
+    warm, prefill, full = requests[:SAMPLES]
+    backend.complete(warm.messages, 1)
+    first, seconds = _timed(backend, prefill.messages, 1)
     prefill_tps = first.prompt_tokens / seconds
-    full, seconds = _timed(backend, request.messages, request.max_tokens)
-    decode_s = seconds - full.prompt_tokens / prefill_tps
-    if full.completion_tokens < MIN_DECODED or decode_s <= 0:
+    answer, seconds = _timed(backend, full.messages, full.max_tokens)
+    decode_s = seconds - answer.prompt_tokens / prefill_tps
+    if answer.completion_tokens < MIN_DECODED or decode_s <= 0:
         return None
-    return Rates(prefill_tps, full.completion_tokens / decode_s, full.prompt_tokens)
+    return Rates(prefill_tps, answer.completion_tokens / decode_s, answer.prompt_tokens)
 
 
 def measure_rates(backend: Any, prompt_tokens: int) -> Rates:

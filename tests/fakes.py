@@ -132,11 +132,13 @@ class ScriptedSpeedBackend(_WordTokens):
     def __init__(self, threads: int = 1, answer_tokens: int = 64, stops_after: int | None = None) -> None:
         """``stops_after``: prompts longer than this get a one-token answer (a model that stops early)."""
         self.threads, self.answer_tokens, self.stops_after = threads, answer_tokens, stops_after
-        self.calls: list[int] = []
+        self.calls: list[int] = []  # each call's max_tokens
+        self.prompts: list[int] = []  # each call's prompt tokens
 
     def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
         self.calls.append(max_tokens)
         prompt = sum(self.count_tokens(m["content"]) for m in messages)
+        self.prompts.append(prompt)
         generated = min(max_tokens, self.answer_tokens)
         if self.stops_after is not None and prompt > self.stops_after:
             generated = min(generated, 1)

@@ -98,18 +98,22 @@ def test_a_model_that_stops_early_after_a_long_prompt_is_timed_decoding_after_a_
     assert backend.calls == [1, 1, cost.DECODE_TOKENS, cost.DECODE_TOKENS] and rates.decode_tps > 0
 
 
-def test_a_local_estimate_is_calibrated_on_the_request_nearest_the_mean_length(tmp_path) -> None:
+def test_a_local_estimate_is_calibrated_on_the_requests_nearest_the_mean_length(tmp_path) -> None:
     backend = ScriptedSpeedBackend()
-    words = [[{"role": "user", "content": "w " * n}] for n in (300, 650, 1400)]
+    words = [[{"role": "user", "content": "w " * n}] for n in (300, 650, 1400, 5000)]
     requests = [Request(len(m[0]["content"].split()), 96, messages=m) for m in words]
     estimate = cost.estimate(Plan(backend, requests), tmp_path)
-    assert backend.calls == [1, 1, 96]  # warm-up, then the 650-word request (mean 783): prefill, in full
+    # mean 1838: 1400, 650, 300 nearest, sent in turn (warm-up, prefill, in full); never one prompt twice
+    assert backend.prompts == [1400, 650, 300] and backend.calls == [1, 1, 96]
     (record,) = (tmp_path / cost.CALIBRATION_DIR).glob("*.json")
-    assert '"a request of the run"' in record.read_text()
-    assert estimate.calls == 3 and estimate.seconds > 0
-    short = ScriptedSpeedBackend(stops_after=100)  # answers the 650-word request with one token
+    assert '"requests of the run, in turn"' in record.read_text()
+    assert estimate.calls == 4 and estimate.seconds > 0
+    short = ScriptedSpeedBackend(stops_after=100)  # answers every one of them with one token
     cost.estimate(Plan(short, requests), tmp_path / "other")
     assert short.calls[:4] == [1, 1, 96, 1]  # too short to time decoding: the synthetic prompts follow
+    few = ScriptedSpeedBackend()
+    cost.estimate(Plan(few, requests[:2]), tmp_path / "few")  # two requests cannot take three roles
+    assert few.prompts[0] == len("Say hello.".split())  # synthetic prompts, after their warm-up
 
 
 def test_a_calibration_that_cannot_decode_is_refused(tmp_path) -> None:
