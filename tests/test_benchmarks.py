@@ -85,6 +85,20 @@ def test_llm_cost_benchmark_smoke(tmp_path: Path):
     assert "| prompt_tokens |" in (out / "llm_cost.md").read_text()
 
 
+@pytest.mark.slow
+def test_llm_cost_benchmark_judge_smoke(tmp_path: Path):
+    """The judge's estimate, then the judgment, over an empty answer cache: same calls, same prompt tokens."""
+    out = tmp_path / "results"
+    overrides = ["max_tokens=12", "passage_tokens=32", "holdout.size=1"]
+    args = ["--task", "judge", "--queries", "1", "--depth", "2", "--out", str(out)]
+    run_python("benchmarks/llm_cost.py", "--data-root", str(SHARED_DATA), *args, "--override", *overrides)
+    report = json.loads((out / "llm_cost_judge.json").read_text())
+    assert report["task"] == "judge" and report["estimated"]["calls"] == report["measured"]["calls"] >= 2
+    assert report["estimated"]["prompt_tokens"] == report["measured"]["prompt_tokens"]  # SmolLM2's own template
+    assert report["estimated"]["completion_tokens"] >= report["measured"]["completion_tokens"]  # at the cap
+    assert report["estimated"]["seconds"] > 0 and report["measured"]["seconds"] > 0
+
+
 def test_docstore_benchmark_smoke(tmp_path: Path):
     """A few seconds: 2,000 synthetic documents, every store built and every fetch complete."""
     out = tmp_path / "results"
