@@ -113,7 +113,7 @@ def test_a_local_estimate_is_calibrated_on_the_requests_nearest_the_mean_length(
     assert short.calls[:4] == [1, 1, 96, 1]  # too short to time decoding: the synthetic prompts follow
     few = ScriptedSpeedBackend()
     cost.estimate(Plan(few, requests[:2]), tmp_path / "few")  # two requests cannot take three roles
-    assert few.prompts[0] == len("Say hello.".split())  # synthetic prompts, after their warm-up
+    assert few.prompts[0] == 2  # synthetic prompts, after their warm-up ("Say hello.": two words)
 
 
 def test_a_calibration_that_cannot_decode_is_refused(tmp_path) -> None:
